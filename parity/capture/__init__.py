@@ -1,0 +1,1 @@
+"""Capture: instrument torch globally and write a per-step trace, without editing the trainer."""

@@ -1,0 +1,62 @@
+"""What to capture, parsed once from flags or the environment of an injected process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from parity.exceptions import ConfigError
+from parity.trace import schema
+
+# $set_env.py: PARITY_RECORD_DIR -- run directory; its presence turns capture on in injected processes.
+ENV_DIR = "PARITY_RECORD_DIR"
+# $set_env.py: PARITY_LEVEL -- capture level (full | every:N | minimal).
+ENV_LEVEL = "PARITY_LEVEL"
+# $set_env.py: PARITY_SEED -- seed applied before the trainer starts (unset: no seeding).
+ENV_SEED = "PARITY_SEED"
+# $set_env.py: PARITY_DETERMINISTIC -- "1" turns on torch deterministic algorithms (warn-only).
+ENV_DETERMINISTIC = "PARITY_DETERMINISTIC"
+# $set_env.py: PARITY_SKIP_LOADS -- comma list of state kinds whose load_state_dict/RNG restore is skipped.
+ENV_SKIP_LOADS = "PARITY_SKIP_LOADS"
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """How much a step record holds."""
+
+    level: str = schema.LEVEL_FULL
+    """`full`, `every` (digests every `every_n` steps) or `minimal` (loss, lr, events)."""
+    every_n: int = 1
+    """For `every`: digest parameters, optimizer state, batch and RNG every N steps."""
+
+    def __post_init__(self) -> None:
+        if self.level not in schema.LEVELS:
+            raise ConfigError(f"--level {self.level!r}: choose full, every:N or minimal")
+        if self.every_n < 1:
+            raise ConfigError(f"--level every:{self.every_n}: N must be >= 1")
+
+    @classmethod
+    def parse(cls, text: str) -> "CaptureConfig":
+        """Parse `full`, `minimal` or `every:N`."""
+        level, _, n = text.partition(":")
+        if level == schema.LEVEL_EVERY:
+            if not n.isdigit():
+                raise ConfigError(f"--level {text!r}: write every:N with N a positive integer, e.g. every:10")
+            return cls(level, int(n))
+        if n:
+            raise ConfigError(f"--level {text!r}: only `every` takes a count")
+        return cls(level)
+
+    def __str__(self) -> str:
+        return f"every:{self.every_n}" if self.level == schema.LEVEL_EVERY else self.level
+
+    def digests_at(self, step: int) -> bool:
+        if self.level == schema.LEVEL_FULL:
+            return True
+        if self.level == schema.LEVEL_MINIMAL:
+            return False
+        return step % self.every_n == 0
+
+    @classmethod
+    def from_env(cls) -> "CaptureConfig":
+        return cls.parse(os.environ.get(ENV_LEVEL, schema.LEVEL_FULL))

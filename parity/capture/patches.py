@@ -1,0 +1,318 @@
+"""Global torch instrumentation: step hooks, module hooks and thin wrappers, all removable.
+
+Every wrapper calls the original exactly once with the original arguments and returns its result;
+recording happens around it and never raises into the trainer (see Recorder.capture_failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch.optim import lr_scheduler
+
+from parity.capture.controls import rng_restore_targets
+from parity.capture.recorder import Recorder, iter_tensors
+from parity.trace import schema
+
+
+def _scheduler_classes() -> list[type]:
+    return [c for c in vars(lr_scheduler).values() if inspect.isclass(c) and issubclass(c, lr_scheduler.LRScheduler)]
+
+
+class TorchPatches:
+    """Installs parity's hooks and wrappers into torch; `uninstall()` restores every original.
+
+    It never changes what a wrapped call computes. Nested calls (Tensor.backward calling
+    torch.autograd.backward, SequentialLR stepping its children, submodules' forwards) are recorded
+    once, at the outermost call.
+    """
+
+    def __init__(self, recorder: Recorder, skip_loads: frozenset[str] = frozenset()) -> None:
+        self.recorder = recorder
+        self.skip_loads = skip_loads
+        self._originals: list[tuple[Any, str, Any, bool]] = []
+        self._handles: list[Any] = []
+        self._depth: dict[str, int] = {}
+        self._scaled: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._in_scaler_step = False
+        self._scaler_updated = False
+        self._args: dict[str, Any] = {}
+        self._optimizers: list[dict[str, Any]] = []
+        self._schedulers: list[dict[str, Any]] = []
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _patch(self, owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
+        original = getattr(owner, name)
+        own = name in vars(owner)
+        wrapper = make(original)
+        functools.update_wrapper(wrapper, original)
+        self._originals.append((owner, name, vars(owner).get(name, original), own))
+        setattr(owner, name, wrapper)
+
+    def _safe(self, where: str, fn: Callable, *args: Any) -> None:
+        if not self.recorder.active:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            self.recorder.capture_failed(where)
+
+    def _outermost(self, key: str, call: Callable[[], Any], on_enter: Callable[[], None] | None = None,
+                   on_exit: Callable[[Any], None] | None = None) -> Any:
+        depth = self._depth.get(key, 0)
+        if depth == 0 and on_enter is not None:
+            self._safe(key, on_enter)
+        self._depth[key] = depth + 1
+        try:
+            result = call()
+        finally:
+            self._depth[key] = depth
+        if depth == 0 and on_exit is not None:
+            self._safe(key, on_exit, result)
+        return result
+
+    def uninstall(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for owner, name, original, own in reversed(self._originals):
+            if own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+        self._originals.clear()
+
+    # -- installation ------------------------------------------------------------------------
+    def install(self) -> "TorchPatches":
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles += [
+            register_optimizer_step_pre_hook(self._before_step),
+            register_optimizer_step_post_hook(self._after_step),
+            register_module_forward_pre_hook(self._forward_pre),
+            register_module_forward_hook(self._forward_post, with_kwargs=True, always_call=True),
+        ]
+        self._patch_optimizer()
+        self._patch_backward()
+        self._patch_clip()
+        self._patch_schedulers()
+        self._patch_scaler()
+        self._patch_module_mode()
+        self._patch(torch, "save", self._simple_event(schema.EV_SAVE))
+        self._patch(argparse.ArgumentParser, "parse_known_args", self._wrap_parse)
+        for owner, name, make in rng_restore_targets(self.skip_loads):
+            self._patch(owner, name, make)
+        return self
+
+    def _simple_event(self, name: str) -> Callable[[Callable], Callable]:
+        def make(original: Callable) -> Callable:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                self._safe(name, self.recorder.event, name)
+                return original(*args, **kwargs)
+            return wrapper
+        return make
+
+    # -- optimizer ---------------------------------------------------------------------------
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._safe("optimizer.step", self.recorder.event, schema.EV_OPT_STEP)
+        self._safe("optimizer.step", self.recorder.before_update, optimizer)
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._in_scaler_step:
+            self._scaler_updated = True
+        self._safe("optimizer.step", self.recorder.after_update, optimizer)
+        self._scaled.clear()
+
+    def _patch_optimizer(self) -> None:
+        patches = self
+
+        def make_init(original: Callable) -> Callable:
+            def __init__(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+                def described(_: Any) -> None:
+                    patches._optimizers.append({
+                        "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                        "defaults": self.defaults,
+                        "param_groups": len(self.param_groups),
+                        "params": sum(p.numel() for g in self.param_groups for p in g["params"]),
+                    })
+                    patches.recorder.meta("optimizers", patches._optimizers, open_trace=True)
+                patches._outermost("optimizer.__init__", lambda: original(self, *args, **kwargs), on_exit=described)
+            return __init__
+
+        self._patch(torch.optim.Optimizer, "__init__", make_init)
+        self._patch(torch.optim.Optimizer, "zero_grad", self._simple_event(schema.EV_ZERO_GRAD))
+        self._patch(torch.nn.Module, "zero_grad", self._simple_event(schema.EV_ZERO_GRAD))
+        self._patch_skippable_load(torch.optim.Optimizer, "optimizer")
+
+    def _patch_skippable_load(self, owner: type, kind: str) -> None:
+        """Negative controls for resume checks: pretend the checkpoint lacked this kind of state."""
+        if kind not in self.skip_loads:
+            return
+        patches = self
+
+        def make(original: Callable) -> Callable:
+            def load_state_dict(self: Any, *args: Any, **kwargs: Any) -> None:
+                patches.recorder.meta("skipped_loads", sorted(patches.skip_loads), open_trace=True)
+                return None
+            return load_state_dict
+        self._patch(owner, "load_state_dict", make)
+
+    # -- backward and loss -------------------------------------------------------------------
+    def _record_backward(self, tensors: Any) -> None:
+        self.recorder.event(schema.EV_BACKWARD)
+        for t in (tensors if isinstance(tensors, (list, tuple)) else [tensors]):
+            if isinstance(t, torch.Tensor):
+                loss, scale = self._scaled.get(id(t), (t, None))
+                self.recorder.on_loss(loss, scale)
+
+    def _patch_backward(self) -> None:
+        patches = self
+
+        def make_tensor_backward(original: Callable) -> Callable:
+            def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+                return patches._outermost("backward", lambda: original(self, *args, **kwargs),
+                                          on_enter=lambda: patches._record_backward(self))
+            return backward
+
+        def make_autograd_backward(original: Callable) -> Callable:
+            def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
+                return patches._outermost("backward", lambda: original(tensors, *args, **kwargs),
+                                          on_enter=lambda: patches._record_backward(tensors))
+            return backward
+
+        self._patch(torch.Tensor, "backward", make_tensor_backward)
+        self._patch(torch.autograd, "backward", make_autograd_backward)
+
+    # -- clipping ----------------------------------------------------------------------------
+    def _patch_clip(self) -> None:
+        patches = self
+        from torch.nn.utils import clip_grad
+
+        def make(original: Callable) -> Callable:
+            signature = inspect.signature(original)
+
+            def clip_grad_norm_(*args: Any, **kwargs: Any) -> Any:
+                def enter() -> None:
+                    patches.recorder.event(schema.EV_CLIP)
+
+                def exit_(total: Any) -> None:
+                    bound = signature.bind(*args, **kwargs)
+                    bound.apply_defaults()
+                    patches.recorder.on_clip(total, bound.arguments["max_norm"], bound.arguments["norm_type"])
+                return patches._outermost("clip", lambda: original(*args, **kwargs), enter, exit_)
+            return clip_grad_norm_
+
+        original = clip_grad.clip_grad_norm_
+        self._patch(clip_grad, "clip_grad_norm_", make)
+        if torch.nn.utils.clip_grad_norm_ is original:
+            self._patch(torch.nn.utils, "clip_grad_norm_", lambda _: clip_grad.clip_grad_norm_)
+
+    # -- schedulers --------------------------------------------------------------------------
+    def _patch_schedulers(self) -> None:
+        patches = self
+
+        def make_init(original: Callable) -> Callable:
+            def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+                def described(_: Any) -> None:
+                    state = {k: v for k, v in self.state_dict().items() if not k.startswith("_")}
+                    patches._schedulers.append({"class": f"{type(self).__module__}.{type(self).__qualname__}", "state": state})
+                    patches.recorder.meta("schedulers", patches._schedulers)
+                # The constructor's own initial step() is not a training event: the depth guard hides it.
+                patches._depth["scheduler.step"] = patches._depth.get("scheduler.step", 0) + 1
+                try:
+                    patches._outermost("scheduler.__init__", lambda: original(self, *args, **kwargs), on_exit=described)
+                finally:
+                    patches._depth["scheduler.step"] -= 1
+            return __init__
+
+        def make_step(original: Callable) -> Callable:
+            def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+                return patches._outermost("scheduler.step", lambda: original(self, *args, **kwargs),
+                                          on_enter=lambda: patches.recorder.event(schema.EV_SCHED_STEP))
+            return step
+
+        for cls in _scheduler_classes():
+            if "__init__" in vars(cls):
+                self._patch(cls, "__init__", make_init)
+            if "step" in vars(cls):
+                self._patch(cls, "step", make_step)
+            if "load_state_dict" in vars(cls) or cls is lr_scheduler.LRScheduler:
+                self._patch_skippable_load(cls, "scheduler")
+
+    # -- GradScaler --------------------------------------------------------------------------
+    def _patch_scaler(self) -> None:
+        from torch.amp.grad_scaler import GradScaler
+
+        patches = self
+
+        def make_scale(original: Callable) -> Callable:
+            def scale(self: Any, outputs: Any) -> Any:
+                patches._safe("scaler.scale", patches.recorder.event, schema.EV_SCALER_SCALE)
+                result = original(self, outputs)
+                if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor):
+                    factor = self._scale if getattr(self, "_enabled", False) else None
+                    patches._scaled[id(result)] = (outputs, factor)
+                return result
+            return scale
+
+        def make_step(original: Callable) -> Callable:
+            def step(self: Any, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+                patches._safe("scaler.step", patches.recorder.event, schema.EV_SCALER_STEP)
+                patches._in_scaler_step, patches._scaler_updated = True, False
+                try:
+                    result = original(self, optimizer, *args, **kwargs)
+                finally:
+                    patches._in_scaler_step = False
+                if not patches._scaler_updated:  # inf/nan gradients: the scaler skipped the update
+                    patches._safe("scaler.step", patches.recorder.before_update, optimizer)
+                    patches._safe("scaler.step", patches.recorder.after_update, optimizer, True)
+                return result
+            return step
+
+        self._patch(GradScaler, "scale", make_scale)
+        self._patch(GradScaler, "step", make_step)
+        self._patch(GradScaler, "unscale_", self._simple_event(schema.EV_SCALER_UNSCALE))
+        self._patch(GradScaler, "update", self._simple_event(schema.EV_SCALER_UPDATE))
+        self._patch_skippable_load(GradScaler, "grad_scaler")
+
+    # -- modules -----------------------------------------------------------------------------
+    def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
+        depth = self._depth.get("forward", 0)
+        self._depth["forward"] = depth + 1
+        if depth == 0:
+            name = schema.EV_FORWARD if torch.is_grad_enabled() else schema.EV_FORWARD_NO_GRAD
+            self._safe("forward", self.recorder.event, name)
+
+    def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        depth = self._depth.get("forward", 1) - 1
+        self._depth["forward"] = depth
+        if depth == 0 and torch.is_grad_enabled():
+            self._safe("forward", lambda: self.recorder.on_batch(iter_tensors((args, kwargs))))
+
+    def _patch_module_mode(self) -> None:
+        patches = self
+
+        def make(original: Callable) -> Callable:
+            def train(self: torch.nn.Module, mode: bool = True) -> Any:
+                name = schema.EV_TRAIN_MODE if mode else schema.EV_EVAL_MODE
+                return patches._outermost("train", lambda: original(self, mode),
+                                          on_enter=lambda: patches.recorder.event(name))
+            return train
+        self._patch(torch.nn.Module, "train", make)
+
+    # -- argparse ----------------------------------------------------------------------------
+    def _wrap_parse(self, original: Callable) -> Callable:
+        patches = self
+
+        def parse_known_args(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+            def described(result: Any) -> None:
+                namespace = result[0] if isinstance(result, tuple) else result
+                patches._args.update(vars(namespace))
+                patches.recorder.meta("argparse", patches._args)
+            return patches._outermost("argparse", lambda: original(self, *args, **kwargs), on_exit=described)
+        return parse_known_args

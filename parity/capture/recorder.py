@@ -1,0 +1,246 @@
+"""The recorder: turns the torch events that the patches report into one record per optimizer step.
+
+Step attribution (documented in the README):
+  * a step is one ``optimizer.step()`` call (or one ``GradScaler.step``, which may skip the update);
+    the first update is step 0;
+  * events before an update belong to that update's step;
+  * after an update, events that cannot start a new iteration (scheduler.step, scaler.update, save,
+    eval passes, mode switches) still belong to the step just taken; the first *opening* event
+    (zero_grad, a forward with grad enabled, backward, scaler.scale) starts the next step.
+A step record is written when the next step opens or the process ends, so a killed process leaves
+every earlier step on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import time
+import traceback
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from parity.capture import digest
+from parity.capture.config import CaptureConfig
+from parity.trace import schema
+from parity.trace.writer import TraceWriter
+
+
+def _jsonable(value: Any) -> Any:
+    """Hyperparameters and argparse values as JSON: tensors to floats, tuples to lists, rest to str."""
+    if isinstance(value, torch.Tensor):
+        return digest.json_float(float(value.detach().reshape(-1)[0])) if value.numel() == 1 else f"<tensor {tuple(value.shape)}>"
+    if isinstance(value, float):
+        return digest.json_float(value)
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def group_hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    return [{k: _jsonable(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def _optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def _optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[list[torch.Tensor], list[Any]]:
+    tensors: list[torch.Tensor] = []
+    scalars: list[Any] = []
+    for p in _optimizer_params(optimizer):
+        for key, value in sorted(optimizer.state.get(p, {}).items()):
+            if isinstance(value, torch.Tensor):
+                tensors.append(value)
+            else:
+                scalars.append((key, repr(value)))
+    return tensors, scalars
+
+
+def rng_digests() -> dict[str, str]:
+    """Digests of every RNG a trainer commonly draws from; CUDA only if already initialised."""
+    out = {
+        "torch": digest.digest_bytes(torch.get_rng_state().numpy().tobytes()),
+        "numpy": digest.digest_bytes(repr(np.random.get_state()[2:]).encode() + np.random.get_state()[1].tobytes()),
+        "python": digest.digest_bytes(repr(random.getstate()).encode()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = digest.digest_bytes(b"".join(s.numpy().tobytes() for s in torch.cuda.get_rng_state_all()))
+    return out
+
+
+class Recorder:
+    """Builds step records from events and writes them through a TraceWriter.
+
+    Contract: it never raises into the trainer. A failure inside capture is written to the trace as a
+    ``capture_error`` meta record and warned about once; training goes on. It never writes from a
+    forked child (DataLoader workers inherit the patches): only the process that created it records.
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: CaptureConfig, header: dict[str, Any]) -> None:
+        self.directory = directory
+        self.config = config
+        self.pid = os.getpid()
+        self.rank = int(os.environ.get("RANK", "0"))
+        self._header = header
+        self._writer: TraceWriter | None = None
+        self._pending_meta: list[tuple[str, Any]] = []
+        self._step = 0
+        self._updated = False
+        self._clip_seen = False
+        self._current = self._new_step()
+        self._last_update_end: float | None = None
+        self._first_event_time: float | None = None
+        self._warned = False
+        self.closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _ensure_writer(self) -> TraceWriter:
+        # Opened lazily so that launcher processes (torchrun's parent) that never train leave no file.
+        if self._writer is None:
+            self._writer = TraceWriter(self.directory, self.rank)
+            self._writer.write({**self._header, "type": schema.HEADER, "schema": schema.SCHEMA_NAME,
+                                "version": schema.SCHEMA_VERSION, "rank": self.rank, "pid": self.pid,
+                                "level": str(self.config)})
+            for key, value in self._pending_meta:
+                self._writer.write({"type": schema.META, "key": key, "value": value})
+            self._pending_meta.clear()
+        return self._writer
+
+    @property
+    def active(self) -> bool:
+        return not self.closed and os.getpid() == self.pid
+
+    def meta(self, key: str, value: Any, *, open_trace: bool = False) -> None:
+        """Record run metadata; it is buffered until the trace exists unless `open_trace`."""
+        if not self.active:
+            return
+        value = _jsonable(value)
+        if self._writer is None and not open_trace:
+            self._pending_meta.append((key, value))
+        else:
+            self._ensure_writer().write({"type": schema.META, "key": key, "value": value})
+
+    def close(self, status: str = schema.END_OK, error: str | None = None) -> None:
+        if not self.active:
+            return
+        if self._updated:
+            self._write_step()
+        if self._writer is not None:
+            end = {"type": schema.END, "status": status, "steps": self._step}
+            if error:
+                end["error"] = error
+            if self._current["events"]:
+                end["trailing_events"] = self._current["events"]
+            self._writer.write(end)
+            self._writer.close()
+        self.closed = True
+
+    def capture_failed(self, where: str) -> None:
+        if not self._warned:
+            warnings.warn(f"parity: capture failed in {where}; training continues, the trace notes it", stacklevel=3)
+            self._warned = True
+        try:
+            self.meta("capture_error", {"where": where, "traceback": traceback.format_exc(limit=6)}, open_trace=True)
+        except Exception:  # the trace itself is unwritable: nothing left to record into
+            pass
+
+    # -- step bookkeeping --------------------------------------------------------------------
+    def _new_step(self) -> dict[str, Any]:
+        return {"type": schema.STEP, "step": self._step, "events": [], "losses": [], "groups": [],
+                "grad_norm": None, "clip": None, "batch": [], "params": None, "optim_state": None,
+                "rng": None, "wall_ms": None, "peak_mem_bytes": None, "skipped": False}
+
+    def _write_step(self) -> None:
+        record = self._current
+        record["losses"] = [self._resolve_loss(x) for x in record["losses"]]
+        if isinstance(record["grad_norm"], dict) and "tensor" in record["grad_norm"]:
+            norm = record["grad_norm"]
+            record["grad_norm"] = {**digest.float_bits(norm.pop("tensor")), "source": norm["source"]}
+        self._ensure_writer().write(record)
+        self._step += 1
+        self._current = self._new_step()
+        self._updated = False
+        self._clip_seen = False
+
+    @staticmethod
+    def _resolve_loss(entry: dict[str, Any]) -> dict[str, Any]:
+        out = digest.float_bits(entry["tensor"])
+        if entry.get("scale") is not None:
+            out["scale"] = digest.float_bits(entry["scale"])
+        return out
+
+    def event(self, name: str) -> None:
+        if self._updated and name in schema.OPENING_EVENTS:
+            self._write_step()
+        if self._first_event_time is None:
+            self._first_event_time = time.perf_counter()
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.reset_peak_memory_stats()
+        self._current["events"].append(name)
+
+    # -- what the patches report ---------------------------------------------------------------
+    def on_loss(self, loss: torch.Tensor, scale: torch.Tensor | None) -> None:
+        if loss.numel() == 1:
+            self._current["losses"].append({"tensor": loss.detach().clone(), "scale": scale})
+
+    def on_clip(self, total_norm: torch.Tensor, max_norm: float, norm_type: float) -> None:
+        self._current["clip"] = {"max_norm": digest.json_float(float(max_norm)), "norm_type": digest.json_float(float(norm_type))}
+        self._current["grad_norm"] = {"tensor": total_norm.detach().clone(), "source": "clip_grad_norm_"}
+        self._clip_seen = True
+
+    def on_batch(self, tensors: list[torch.Tensor]) -> None:
+        if tensors and self.config.digests_at(self._step):
+            self._current["batch"].append(digest.digest_tensors(tensors, weighted=True))
+
+    def before_update(self, optimizer: torch.optim.Optimizer) -> None:
+        self._current["groups"] = group_hyperparameters(optimizer)
+        if not self._clip_seen and self.config.level != schema.LEVEL_MINIMAL:
+            grads = [p.grad for p in _optimizer_params(optimizer) if p.grad is not None]
+            if grads:
+                norms = torch.stack([torch.linalg.vector_norm(g.detach(), 2.0).to(grads[0].device) for g in grads])
+                self._current["grad_norm"] = {"tensor": torch.linalg.vector_norm(norms, 2.0), "source": "parity"}
+
+    def after_update(self, optimizer: torch.optim.Optimizer, skipped: bool = False) -> None:
+        record = self._current
+        record["skipped"] = skipped
+        if self.config.digests_at(self._step):
+            record["params"] = digest.digest_tensors(_optimizer_params(optimizer))
+            tensors, scalars = _optimizer_state_tensors(optimizer)
+            record["optim_state"] = digest.combine([digest.digest_tensors(tensors), *scalars])
+            record["rng"] = rng_digests()
+        now = time.perf_counter()
+        start = self._last_update_end if self._last_update_end is not None else self._first_event_time or now
+        record["wall_ms"] = round((now - start) * 1e3, 4)
+        self._last_update_end = now
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            record["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated())
+        else:
+            record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self._updated = True
+        self._first_event_time = None
+
+
+def describe_exception(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {exc}"
+
+
+def iter_tensors(obj: Any) -> Iterable[torch.Tensor]:
+    """Every tensor in a nested structure of args/kwargs, in a stable order."""
+    from torch.utils._pytree import tree_flatten
+
+    leaves, _ = tree_flatten(obj)
+    return [x for x in leaves if isinstance(x, torch.Tensor)]
+
+
+__all__ = ["Recorder", "describe_exception", "iter_tensors", "rng_digests", "group_hyperparameters"]

@@ -1,0 +1,95 @@
+"""Start and stop capture in this process: the Python API (`parity.record`) and the injected bootstrap."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from parity.capture import config as cfg
+from parity.capture import metadata, seeding
+from parity.capture.patches import TorchPatches
+from parity.capture.recorder import Recorder, describe_exception
+from parity.exceptions import ConfigError
+from parity.trace import schema
+
+
+class Capture:
+    """One active capture: a recorder plus the patches feeding it. At most one per process."""
+
+    def __init__(self, recorder: Recorder, patches: TorchPatches) -> None:
+        self.recorder = recorder
+        self.patches = patches
+
+    def stop(self, exc: BaseException | None = None) -> None:
+        global _active
+        status = schema.END_OK if exc is None else schema.END_EXCEPTION
+        self.recorder.meta("numerics_at_end", metadata.numerics_flags())
+        self.recorder.close(status, describe_exception(exc))
+        self.patches.uninstall()
+        if _active is self:
+            _active = None
+
+
+_active: Capture | None = None
+
+
+def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None = None, *,
+                  seed: int | None = None, deterministic: bool = False,
+                  skip_loads: frozenset[str] = frozenset()) -> Capture:
+    """Instrument torch in this process and write the trace under `directory`."""
+    global _active
+    if _active is not None:
+        raise ConfigError("parity capture is already active in this process; stop it before starting another")
+    config = config or cfg.CaptureConfig()
+    recorder = Recorder(Path(directory), config, {"meta": metadata.run_metadata(), "seed": seed,
+                                                  "deterministic": deterministic})
+    if seed is not None:
+        seeding.seed_everything(seed)
+    if deterministic:
+        ops: list[str] = []
+
+        def nondeterministic(op: str) -> None:
+            if op not in ops:
+                ops.append(op)
+                recorder.meta("nondeterministic_ops", ops, open_trace=True)
+        seeding.enable_deterministic(nondeterministic)
+    patches = TorchPatches(recorder, skip_loads).install()
+    _active = Capture(recorder, patches)
+    return _active
+
+
+@contextlib.contextmanager
+def record(directory: str | os.PathLike, level: str = schema.LEVEL_FULL, *, seed: int | None = None,
+           deterministic: bool = False) -> Iterator[Capture]:
+    """Record every optimizer step run inside the block: ``with parity.record("runs/a"): train()``."""
+    capture = start_capture(directory, cfg.CaptureConfig.parse(level), seed=seed, deterministic=deterministic)
+    try:
+        yield capture
+    except BaseException as exc:
+        capture.stop(exc)
+        raise
+    capture.stop()
+
+
+def start_from_environment() -> None:
+    """Bootstrap for injected processes: read the PARITY_* variables set by `parity record`."""
+    directory = os.environ.get(cfg.ENV_DIR)
+    if not directory:
+        return
+    seed = os.environ.get(cfg.ENV_SEED)
+    skip = frozenset(k for k in os.environ.get(cfg.ENV_SKIP_LOADS, "").split(",") if k)
+    capture = start_capture(directory, cfg.CaptureConfig.from_env(), seed=int(seed) if seed else None,
+                            deterministic=os.environ.get(cfg.ENV_DETERMINISTIC) == "1", skip_loads=skip)
+    failure: list[BaseException] = []
+    previous_hook = sys.excepthook
+
+    def excepthook(kind, value, tb):  # type: ignore[no-untyped-def]
+        failure.append(value)
+        previous_hook(kind, value, tb)
+
+    sys.excepthook = excepthook
+    atexit.register(lambda: capture.stop(failure[0] if failure else None))

@@ -1,0 +1,110 @@
+"""Run every check on two traces, apply the noise floor, and aggregate the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from parity.checks.base import Finding, Tolerance
+from parity.checks.config import check_config
+from parity.checks.data import check_data
+from parity.checks.divergence import locate_first_divergence
+from parity.checks.grad_norm import check_grad_norm
+from parity.checks.loss import check_loss
+from parity.checks.lr_schedule import check_lr_schedule
+from parity.checks.optimizer_state import check_optimizer_state
+from parity.checks.params import check_params
+from parity.checks.step_order import check_step_order
+from parity.trace import schema
+from parity.trace.reader import Trace
+
+#: Check names in report order; the JSON "checks" list follows it.
+CHECK_NAMES = ("config", "step_order", "data", "loss", "grad_norm", "lr_schedule", "params", "optimizer_state")
+
+#: A candidate difference counts as noise when it stays within this multiple of the baseline's own spread.
+NOISE_MARGIN = 2.0
+
+
+@dataclass
+class Comparison:
+    """All findings for one baseline/candidate pair, with the verdict and the first divergence."""
+
+    verdict: str
+    findings: list[Finding]
+    first_divergence: dict[str, Any] | None
+    noise: dict[str, Any] | None = None
+    sides: dict[str, Any] = field(default_factory=dict)
+
+    def finding(self, name: str) -> Finding:
+        return next(f for f in self.findings if f.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict,
+                "checks": [{"name": f.name, "status": f.status, "first_divergent_step": f.first_divergent_step,
+                            "summary": f.summary, "affects_training": f.affects_training, "evidence": f.evidence}
+                           for f in self.findings],
+                "first_divergence": self.first_divergence, "noise_floor": self.noise, "sides": self.sides}
+
+
+def _verdict(findings: list[Finding]) -> str:
+    statuses = [f.status for f in findings if f.affects_training]
+    for status in (schema.DIFFERENT, schema.EQUIVALENT):
+        if status in statuses:
+            return status
+    if statuses and all(s == schema.NOT_COMPARED for s in statuses):
+        return schema.NOT_COMPARED
+    return schema.IDENTICAL
+
+
+def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance(),
+               ignore_args: frozenset[str] = frozenset()) -> list[Finding]:
+    return [
+        check_config(baseline, candidate, ignore_args),
+        check_step_order(baseline, candidate),
+        check_data(baseline, candidate),
+        check_loss(baseline, candidate, tolerance),
+        check_grad_norm(baseline, candidate),
+        check_lr_schedule(baseline, candidate),
+        check_params(baseline, candidate),
+        check_optimizer_state(baseline, candidate),
+    ]
+
+
+def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: Trace) -> dict[str, Any]:
+    """Reclassify candidate differences that the baseline also shows against itself."""
+    self_by_name = {f.name: f for f in floor}
+    noise_rel = self_by_name["loss"].evidence.get("max_rel", 0.0)
+    ops = baseline.meta.get("nondeterministic_ops") or []
+    info = {"deterministic": _verdict(floor) == schema.IDENTICAL, "loss_max_rel": noise_rel,
+            "margin": NOISE_MARGIN, "nondeterministic_ops": ops,
+            "channels": {f.name: f.first_divergent_step for f in floor if f.status == schema.DIFFERENT}}
+    if info["deterministic"]:
+        return info
+    by_name = {f.name: f for f in findings}
+    loss = by_name["loss"]
+    cand_rel = loss.evidence.get("max_rel", 0.0)
+    within = loss.status != schema.DIFFERENT or cand_rel <= NOISE_MARGIN * noise_rel
+    for f in findings:
+        own = self_by_name.get(f.name)
+        if f.status == schema.DIFFERENT and f.affects_training and own is not None and own.status == schema.DIFFERENT \
+                and f.name != "step_order" and within:
+            f.status = schema.EQUIVALENT
+            f.evidence["noise_floor"] = {"baseline_self_first_step": own.first_divergent_step,
+                                         "baseline_self_loss_max_rel": noise_rel, "candidate_loss_max_rel": cand_rel}
+            f.summary = (f"{f.summary} -- within the baseline's own noise floor (the baseline differs from itself "
+                         f"from step {own.first_divergent_step}; loss rel {cand_rel:.3g} <= {NOISE_MARGIN:g} x {noise_rel:.3g})")
+    return info
+
+
+def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = Tolerance(),
+                   baseline_repeat: Trace | None = None, ignore_args: frozenset[str] = frozenset()) -> Comparison:
+    """Compare two traces; with `baseline_repeat`, judge differences against the baseline's noise floor."""
+    findings = run_checks(baseline, candidate, tolerance, ignore_args)
+    noise = None
+    if baseline_repeat is not None:
+        noise = _apply_noise_floor(findings, run_checks(baseline, baseline_repeat, ignore_args=ignore_args), baseline)
+    divergence = locate_first_divergence(findings)
+    sides = {name: {"path": str(t.path), "steps": len(t.steps), "ended": t.ended_how,
+                    "git": t.header.get("meta", {}).get("git"), "argv": t.header.get("meta", {}).get("argv")}
+             for name, t in (("baseline", baseline), ("candidate", candidate))}
+    return Comparison(_verdict(findings), findings, divergence, noise, sides)

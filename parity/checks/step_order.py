@@ -1,0 +1,47 @@
+"""`step_order`: the ordered events of each step (the loop order as data) and the step counts."""
+
+from __future__ import annotations
+
+from parity.checks.base import Finding, aligned
+from parity.trace import schema
+from parity.trace.reader import Trace
+
+
+def _relevant(events: list[str]) -> list[str]:
+    return [e for e in events if e not in schema.INERT_EVENTS]
+
+
+def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
+    """DIFFERENT when training-relevant events differ in order or count, or the step counts differ.
+
+    Inert events (save, eval forwards, mode switches) differing makes it EQUIVALENT: shown, but they
+    cannot change an update. Loop order alone does not decide the verdict unless step counts differ;
+    the measured channels say whether a reordering changed training.
+    """
+    first = first_inert = None
+    for i, a, b in aligned(baseline, candidate):
+        if first is None and _relevant(a["events"]) != _relevant(b["events"]):
+            first = i
+        if first_inert is None and a["events"] != b["events"]:
+            first_inert = i
+    na, nb = len(baseline.steps), len(candidate.steps)
+    evidence: dict = {"steps": {"baseline": na, "candidate": nb},
+                      "ended": {"baseline": baseline.ended_how, "candidate": candidate.ended_how}}
+    at = first if first is not None else first_inert
+    if at is not None:
+        evidence.update({"step": at, "baseline": baseline.steps[at]["events"], "candidate": candidate.steps[at]["events"]})
+    if na != nb:
+        evidence["length_mismatch"] = True
+        return Finding("step_order", schema.DIFFERENT,
+                       f"baseline has {na} steps, candidate {nb} ({candidate.ended_how if nb < na else baseline.ended_how}); "
+                       f"compared the first {min(na, nb)}", min(na, nb) if first is None else first, evidence, affects_training=True)
+    if first is not None:
+        return Finding("step_order", schema.DIFFERENT, f"loop order differs at step {first}: "
+                       f"{' > '.join(evidence['baseline'])} vs {' > '.join(evidence['candidate'])}", first, evidence,
+                       affects_training=False)
+    if first_inert is not None:
+        return Finding("step_order", schema.EQUIVALENT, f"only inert events differ (first at step {first_inert}): "
+                       "saves, eval passes or mode switches, which cannot change an update", first_inert, evidence,
+                       affects_training=False)
+    return Finding("step_order", schema.IDENTICAL, f"same events in the same order in all {min(na, nb)} steps", None,
+                   evidence, affects_training=False)

@@ -1,0 +1,34 @@
+"""One hierarchy for every error parity reports; only `cli.main` maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class ParityError(Exception):
+    """Base class: a problem with the user's input or setup (exit code 2)."""
+
+    #: Short slug pointing at the README section that explains the fix.
+    docs: str = "README.md"
+
+
+class TraceError(ParityError):
+    """A trace file is missing, corrupt, truncated mid-line, or of another schema."""
+
+    docs = "README.md#trace-format"
+
+
+class ConfigError(ParityError):
+    """A pair file, a command line or an option combination is invalid."""
+
+    docs = "README.md#pair-files"
+
+
+class BaselineError(ParityError):
+    """A baseline could not be produced: the command failed, a git revision is unknown, ..."""
+
+    docs = "README.md#sides"
+
+
+class CheckpointError(ParityError):
+    """A checkpoint is unreadable, truncated, or would need an unsafe pickle."""
+
+    docs = "README.md#audit"

@@ -1,0 +1,1 @@
+"""Trace files: the schema, a crash-safe writer and a validating reader."""
