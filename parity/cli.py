@@ -1,0 +1,196 @@
+"""Command line: a thin shell over parity.session. Exit 0 as expected, 1 differences, 2 bad input/setup."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from parity import session
+from parity.capture.launch import load_provenance
+from parity.checks.base import Tolerance
+from parity.checks.compare import Comparison
+from parity.exceptions import ConfigError, ParityError
+from parity.report.markdown import MarkdownReporter, ReportContext, record_command_line
+from parity.report.render import emit, to_json_text
+from parity.trace import schema
+from parity.trace.reader import load_run
+
+OK, DIFFERENCES, INVALID = 0, 1, 2
+EPILOG = "Exit codes: 0 as expected / identical, 1 differences found (or a gate failed), 2 invalid input or setup."
+
+
+def parse_tolerance(text: str) -> Tolerance:
+    """`loss:1e-6` (relative), `loss:0.01%`, `loss:4ulp`, or `loss:bits` (exact, the default)."""
+    field, _, value = text.partition(":")
+    if field != "loss" or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: write loss:REL, loss:N%, loss:Nulp or loss:bits")
+    try:
+        if value == "bits":
+            return Tolerance()
+        if value.endswith("ulp"):
+            return Tolerance(ulps=int(value[:-3]))
+        if value.endswith("%"):
+            return Tolerance(rel=float(value[:-1]) / 100)
+        return Tolerance(rel=float(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number, N%, Nulp or bits") from None
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("md", "json"), default="md", help="output format (default: md)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here atomically instead of stdout ('-' = stdout)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="step budget for runnable sides (default: the pair file's)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for runnable sides (default: cpu)")
+    p.add_argument("--runs-dir", default="runs", help="where recorded runs are kept (default: runs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parity", description="Differential testing for PyTorch training code.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("record", help="run a training command and record a per-step trace", formatter_class=fmt,
+                       epilog="example:\n  parity record --out runs/base --seed 0 -- python train.py --lr 1e-3\n\n" + EPILOG)
+    p.add_argument("--out", required=True, help="run directory to create (one trace-rank<N>.jsonl per process)")
+    p.add_argument("--seed", type=int, help="seed Python, NumPy, torch and PYTHONHASHSEED before the trainer starts")
+    p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (warn-only) + CUBLAS_WORKSPACE_CONFIG")
+    p.add_argument("--level", default=schema.LEVEL_FULL, help="capture level: full (default), every:N, minimal")
+    p.add_argument("--force", action="store_true", help="replace traces already in --out")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+
+    p = sub.add_parser("compare", help="compare two recorded runs step by step", formatter_class=fmt,
+                       epilog="example:\n  parity compare runs/base runs/cand --format json\n\n" + EPILOG)
+    p.add_argument("baseline")
+    p.add_argument("candidate")
+    p.add_argument("--repeat", metavar="DIR", help="a second recording of the baseline: measure its noise floor")
+    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help="loss:REL | loss:N%% | loss:Nulp | loss:bits (default)")
+    p.add_argument("--rank", type=int, default=0, help="which rank's trace to compare (default 0)")
+    p.add_argument("--ignore-arg", action="append", default=[], help="argparse value to leave out of the config diff")
+    add_output_options(p)
+
+    p = sub.add_parser("report", help="record (if needed), compare and write a report", formatter_class=fmt,
+                       epilog="examples:\n  parity report --pair toy-warmup -o reports/toy-warmup.md\n"
+                              "  parity report --baseline runs/base --candidate runs/cand -o reports/base-vs-cand.md\n"
+                              "  parity report --baseline git:HEAD~1 --command python train.py --steps 50\n\n" + EPILOG)
+    p.add_argument("--pair", help="pair file or bundled pair name (parity/pairs/NAME.toml)")
+    p.add_argument("--baseline", help="run directory, trace file, or git:REV[:PATH] (default: the pair's baseline)")
+    p.add_argument("--candidate", help="run directory, trace file, or git:REV[:PATH] (default: the pair's candidate)")
+    p.add_argument("--command", nargs=argparse.REMAINDER, help="command for git:REV sides when there is no pair (last option)")
+    p.add_argument("--repeat", action="store_true", default=None, help="record the baseline twice to measure its noise floor")
+    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance())
+    add_run_options(p)
+    add_output_options(p)
+
+    p = sub.add_parser("gate", help="fail (exit 1) when findings differ from what the pair file expects",
+                       formatter_class=fmt, epilog="example:\n  parity gate --pair toy-logging\n\n" + EPILOG)
+    p.add_argument("--pair", required=True, help="pair file or bundled pair name")
+    add_run_options(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    result = session.record(cmd, args.out, seed=args.seed, deterministic=args.deterministic, level=args.level, force=args.force)
+    run = load_run(args.out) if any(Path(args.out).glob(schema.TRACE_GLOB)) else None
+    steps = {r: len(t.steps) for r, t in run.traces.items()} if run else {}
+    if result.returncode != 0:
+        print(f"parity: the command exited with code {result.returncode}; partial trace kept in {args.out} "
+              f"(steps per rank: {steps or 'none'})", file=sys.stderr)
+        return INVALID
+    if not run:
+        print(f"parity: the command finished but recorded nothing in {args.out}: it never created an optimizer "
+              "(is it a PyTorch training command?)", file=sys.stderr)
+        return INVALID
+    print(f"parity: recorded {args.out} in {result.seconds:.1f} s (steps per rank: {steps})", file=sys.stderr)
+    return OK
+
+
+def _exit_for(verdict: str) -> int:
+    return {schema.DIFFERENT: DIFFERENCES, schema.NOT_COMPARED: INVALID}.get(verdict, OK)
+
+
+def _render(c: Comparison, ctx: ReportContext, fmt: str, output: str | None) -> None:
+    if fmt == "json":
+        emit(to_json_text(c.to_json()), output)
+    else:
+        out = Path(output) if output not in (None, "-") else None
+        emit(MarkdownReporter().render(c, ctx, out), output)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    c = session.compare(args.baseline, args.candidate, tolerance=args.tolerance, baseline_repeat=args.repeat,
+                        rank=args.rank, ignore_args=frozenset(args.ignore_arg))
+    base, cand = load_run(args.baseline).traces[args.rank], load_run(args.candidate).traces[args.rank]
+    cmd = ["parity compare " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "parity compare ..."]
+    _render(c, ReportContext(base, cand, commands=cmd), args.format, args.output)
+    return _exit_for(c.verdict)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    pair = session.load(args.pair) if args.pair else None
+    if pair is None and not (args.baseline and args.candidate) and not args.command:
+        raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
+    runs = session.run_pair(pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
+                            steps=args.steps, device=args.device, runs_dir=args.runs_dir, repeat=args.repeat)
+    ignore = pair.ignore_args if pair else frozenset()
+    c = session.compare(runs.baseline, runs.candidate, tolerance=args.tolerance, baseline_repeat=runs.baseline_repeat,
+                        ignore_args=ignore)
+    base, cand = load_run(runs.baseline).primary, load_run(runs.candidate).primary
+    commands = [line for d in (runs.baseline, runs.candidate, runs.baseline_repeat) if d
+                for line in [record_command_line(load_provenance(d), str(d))] if line]
+    commands.append("parity " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else "parity report ...")
+    expectations = {e.check: (e.status, e.reason) for e in pair.expectations} if pair else {}
+    ctx = ReportContext(base, cand, labels=(pair.baseline.name, pair.candidate.name) if pair else ("baseline", "candidate"),
+                        commands=commands, description=pair.description if pair else "", expectations=expectations)
+    _render(c, ctx, args.format, args.output)
+    if pair:
+        failures = session.gate_failures(pair, c)
+        for f in failures:
+            print(f"parity: {pair.name}: {f.check} is {f.actual}, expected {f.expected} (step {f.step}): {f.summary}", file=sys.stderr)
+        return DIFFERENCES if failures else OK
+    return _exit_for(c.verdict)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    pair = session.load(args.pair)
+    runs = session.run_pair(pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir)
+    c = session.compare(runs.baseline, runs.candidate, baseline_repeat=runs.baseline_repeat, ignore_args=pair.ignore_args)
+    failures = session.gate_failures(pair, c)
+    if args.format == "json":
+        emit(to_json_text({"pair": pair.name, "passed": not failures, "failures": [f.__dict__ for f in failures],
+                           "comparison": c.to_json()}), None)
+    for f in failures:
+        print(f"FAIL {pair.name}: {f.check}: expected {f.expected}, got {f.actual} at step {f.step}: {f.summary}", file=sys.stderr)
+    if failures and c.first_divergence:
+        fd = c.first_divergence
+        print(f"first divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}", file=sys.stderr)
+    if not failures:
+        print(f"parity: gate {pair.name} passed (verdict {c.verdict})", file=sys.stderr)
+    return DIFFERENCES if failures else OK
+
+
+COMMANDS = {"record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ParityError as exc:
+        print(f"parity: error: {exc}\n  (see {exc.docs})", file=sys.stderr)
+        return INVALID
+    except KeyboardInterrupt:
+        print("parity: interrupted", file=sys.stderr)
+        return INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

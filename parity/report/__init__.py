@@ -1,0 +1,1 @@
+"""Reports: markdown (with plots) and JSON renderings of a Comparison, written atomically."""

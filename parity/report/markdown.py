@@ -1,0 +1,204 @@
+"""Markdown report in the shape of the hand-written seeds, with every statement derived from findings."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from parity.checks.base import Finding
+from parity.checks.compare import Comparison
+from parity.report.plots import write_plots
+from parity.trace import schema
+from parity.trace.reader import Trace
+
+_ICON = {schema.IDENTICAL: "✅", schema.EQUIVALENT: "🟰", schema.DIFFERENT: "❌", schema.NOT_COMPARED: "➖"}
+_TITLES = {"config": "Configuration", "step_order": "Loop order", "data": "Data (batches)", "loss": "Loss",
+           "grad_norm": "Gradient norm and clipping", "lr_schedule": "Learning-rate schedule",
+           "params": "Parameters", "optimizer_state": "Optimizer state"}
+
+
+@dataclass
+class ReportContext:
+    """What the report needs besides the comparison: names, traces and reproduce commands."""
+
+    baseline: Trace
+    candidate: Trace
+    labels: tuple[str, str] = ("baseline", "candidate")
+    commands: list[str] = field(default_factory=list)
+    description: str = ""
+    expectations: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_"
+
+
+def _commit(trace: Trace) -> str:
+    git = trace.header.get("meta", {}).get("git") or {}
+    if not git:
+        return "not in a git repository"
+    return f"{git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
+
+
+def _final_loss(trace: Trace) -> str:
+    for s in reversed(trace.steps):
+        if s.get("losses"):
+            return f"{s['losses'][0]['value']} at step {s['step']}"
+    return "none recorded"
+
+
+def _affects(f: Finding) -> str:
+    if f.status == schema.IDENTICAL:
+        return "No: bit-identical"
+    if f.status == schema.EQUIVALENT:
+        return "No (within tolerance/noise)" if f.affects_training else "No: cannot change an update"
+    if f.status == schema.NOT_COMPARED:
+        return "Not measured"
+    return f"**YES**, from step {f.first_divergent_step}" if f.affects_training else "Not by itself (see measured channels)"
+
+
+def _summary_lines(c: Comparison, ctx: ReportContext) -> list[str]:
+    lines = []
+    for i, f in enumerate(c.findings, 1):
+        lines.append(f"{i}. {_ICON[f.status]} **{_TITLES[f.name]}: {f.status}**: {f.summary}.")
+    return lines
+
+
+def _quick_reference(c: Comparison, ctx: ReportContext) -> list[dict[str, Any]]:
+    rows = []
+    training_differs = c.verdict == schema.DIFFERENT
+    for change in c.finding("config").evidence.get("changes", []):
+        if training_differs:
+            affects = "Possibly: training differs (see first divergence); `parity ablate` attributes it"
+        else:
+            affects = f"No: training channels are {c.verdict}"
+        rows.append({"aspect": f"config `{change['path'].replace('root', '')}`", "baseline": change.get("baseline", "(absent)"),
+                     "candidate": change.get("candidate", "(absent)"), "affects training?": affects})
+    rows.append({"aspect": "final loss", "baseline": _final_loss(ctx.baseline), "candidate": _final_loss(ctx.candidate),
+                 "affects training?": _affects(c.finding("loss"))})
+    for f in c.findings:
+        if f.name == "config":
+            continue
+        rows.append({"aspect": _TITLES[f.name], "baseline": "", "candidate": "", "affects training?": f"{_affects(f)}: {f.summary}"})
+    return rows
+
+
+def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
+    out = []
+    config_changes = c.finding("config").evidence.get("changes", [])
+    arg_changes = [ch for ch in config_changes if ch["path"].startswith("root['argparse']")]
+    if c.verdict == schema.IDENTICAL:
+        out.append(f"The candidate reproduces the baseline bit for bit over {min(len(ctx.baseline.steps), len(ctx.candidate.steps))} "
+                   "steps in every measured channel; nothing needs to change to reproduce it.")
+        if c.finding("step_order").status != schema.IDENTICAL:
+            out.append("The loop order differs, but every training channel is bit-identical: the reordering is harmless here.")
+    if c.noise and not c.noise["deterministic"]:
+        ops = ", ".join(c.noise["nondeterministic_ops"]) or "no op reported by torch"
+        out.append(f"The baseline is not deterministic with itself (noise floor: loss rel {c.noise['loss_max_rel']:.3g}; "
+                   f"nondeterministic ops: {ops}). Differences within {c.noise['margin']:g}x that floor are not blamed on the candidate.")
+    if c.verdict in (schema.DIFFERENT, schema.EQUIVALENT) and c.first_divergence:
+        fd = c.first_divergence
+        out.append(f"The first measured divergence is at step {fd['step']} in `{fd['channel']}`: {fd['diagnosis']}")
+        if arg_changes:
+            settings = "; ".join(f"`{ch['path'].replace('root', '')}` = {ch.get('baseline', '(absent)')!r} in the baseline, "
+                                 f"{ch.get('candidate', '(absent)')!r} in the candidate" for ch in arg_changes)
+            out.append(f"To reproduce the baseline exactly, start by giving the candidate the baseline's arguments: {settings}.")
+        other = [ch for ch in config_changes if not ch["path"].startswith("root['argparse']")]
+        if other:
+            out.append("Settings that differ outside the command line (hard-coded in the trainer or its environment): "
+                       + "; ".join(f"`{ch['path'].replace('root', '')}` {ch.get('baseline', '(absent)')!r} -> "
+                                   f"{ch.get('candidate', '(absent)')!r}" for ch in other[:6]) + ".")
+    for trace, label in ((ctx.baseline, ctx.labels[0]), (ctx.candidate, ctx.labels[1])):
+        if not trace.complete:
+            out.append(f"The {label} trace is {trace.ended_how}; only its recorded steps were compared.")
+        if trace.meta.get("capture_error"):
+            out.append(f"Capture reported an internal error in the {label} run ({trace.meta['capture_error']['where']}); "
+                       "fields recorded after it may be missing.")
+    return out
+
+
+def _environment(ctx: ReportContext) -> list[dict[str, Any]]:
+    rows = []
+    ma, mb = ctx.baseline.header.get("meta", {}), ctx.candidate.header.get("meta", {})
+    for key in ("python", "torch", "cuda", "device", "hostname"):
+        rows.append({"": key, ctx.labels[0]: ma.get(key), ctx.labels[1]: mb.get(key)})
+    rows.append({"": "git commit", ctx.labels[0]: _commit(ctx.baseline), ctx.labels[1]: _commit(ctx.candidate)})
+    for key in ("seed", "deterministic", "level"):
+        rows.append({"": f"parity {key}", ctx.labels[0]: ctx.baseline.header.get(key), ctx.labels[1]: ctx.candidate.header.get(key)})
+    for key in sorted(ma.get("numerics", {})):
+        rows.append({"": key, ctx.labels[0]: ma["numerics"].get(key), ctx.labels[1]: mb.get("numerics", {}).get(key)})
+    rows.append({"": "steps recorded", ctx.labels[0]: len(ctx.baseline.steps), ctx.labels[1]: len(ctx.candidate.steps)})
+    return rows
+
+
+def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
+    lines = [f"### {_TITLES[f.name]}: {_ICON[f.status]} {f.status}", "", f.summary + ".", ""]
+    expected = ctx.expectations.get(f.name)
+    if expected:
+        ok = "as expected" if expected[0] == f.status else f"**NOT as expected ({expected[0]})**"
+        lines += [f"Pair file expects {expected[0]}: {ok}. {expected[1]}", ""]
+    if f.name == "config":
+        rows = [{"setting": ch["path"].replace("root", ""), ctx.labels[0]: ch.get("baseline", "(absent)"),
+                 ctx.labels[1]: ch.get("candidate", "(absent)")} for ch in f.evidence.get("changes", [])]
+        lines += [_table(rows), ""]
+    elif f.name == "step_order" and "baseline" in f.evidence:
+        a, b = f.evidence["baseline"], f.evidence["candidate"]
+        rows = [{"#": i, ctx.labels[0]: a[i] if i < len(a) else "", ctx.labels[1]: b[i] if i < len(b) else ""}
+                for i in range(max(len(a), len(b)))]
+        lines += [f"Events of step {f.evidence['step']}, side by side:", "", _table(rows), ""]
+    else:
+        evidence = {k: v for k, v in f.evidence.items() if k not in ("strength",)}
+        if evidence:
+            rows = [{"evidence": k, "value": v} for k, v in evidence.items()]
+            lines += [_table(rows), ""]
+        if "strength" in f.evidence:
+            lines += [f"Match strength: {f.evidence['strength']}.", ""]
+    return lines
+
+
+class MarkdownReporter:
+    """Renders a Comparison as markdown and writes its plots beside the output file."""
+
+    report_type = "md"
+
+    def render(self, c: Comparison, ctx: ReportContext, outfile: Path | None) -> str:
+        a, b = ctx.labels
+        fd = c.first_divergence
+        lines = [f"# Parity report: {a} vs {b}", "",
+                 f"Generated by `parity report` on {_dt.date.today().isoformat()}. Baseline `{a}` at {_commit(ctx.baseline)}; "
+                 f"candidate `{b}` at {_commit(ctx.candidate)}. Every status below is measured from recorded runs.", ""]
+        if ctx.description:
+            lines += [ctx.description.strip(), ""]
+        lines += ["## Executive summary", "", f"**Verdict: {_ICON[c.verdict]} {c.verdict}** over "
+                  f"{min(len(ctx.baseline.steps), len(ctx.candidate.steps))} compared steps.", ""]
+        if fd:
+            lines += [f"**First divergence:** step {fd['step']}, channel `{fd['channel']}`: {fd['diagnosis']}", ""]
+        lines += ["**Key findings**:", "", *_summary_lines(c, ctx), "", "### Quick reference: what changed?", "",
+                  _table(_quick_reference(c, ctx)), "", "## Checks", ""]
+        for f in c.findings:
+            lines += _check_section(f, ctx)
+        if outfile is not None and ctx.baseline.steps and ctx.candidate.steps:
+            plots = write_plots(ctx.baseline, ctx.candidate, outfile.with_suffix(""), ctx.labels)
+            lines += ["## Plots", ""] + [f"![{kind}]({p.name})" for kind, p in plots.items()] + [""]
+        lines += ["## Recommendations", "", *[f"- {r}" for r in _recommendations(c, ctx)], "",
+                  "## Environment", "", _table(_environment(ctx)), "",
+                  "## Reproduce", "", "Every number above comes from these commands:", "", "```bash",
+                  *ctx.commands, "```", ""]
+        return "\n".join(lines)
+
+
+def record_command_line(provenance: dict | None, out: str) -> str | None:
+    """The `parity record` line that reproduces a run, from its run.json."""
+    if not provenance:
+        return None
+    parts = ["parity", "record", "--out", out]
+    if provenance.get("seed") is not None:
+        parts += ["--seed", str(provenance["seed"])]
+    if provenance.get("deterministic"):
+        parts.append("--deterministic")
+    return " ".join(parts) + " -- " + shlex.join(provenance["command"])
