@@ -56,6 +56,20 @@ def warmup_factor(warmup_steps: int):
     return factor
 
 
+def make_dataset(seed: int, size: int, split_seed: int | None = None) -> TensorDataset:
+    """Return `size` Gaussian inputs labelled by a random linear teacher drawn from `seed`.
+
+    `split_seed` draws other inputs for the same teacher (a held-out set). Private generators
+    keep the data off the global RNG that model init and dropout draw from.
+    """
+    g = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(IN_FEATURES, NUM_CLASSES, generator=g)
+    if split_seed is not None:
+        g.manual_seed(split_seed)
+    x = torch.randn(size, IN_FEATURES, generator=g)
+    return TensorDataset(x, (x @ teacher).argmax(dim=1))
+
+
 class Trainer:
     """Train the toy MLP for `--steps` optimizer steps; resuming from a checkpoint is bit-identical.
 
@@ -84,13 +98,7 @@ class Trainer:
     # -- construction -------------------------------------------------------------------------
 
     def build_data(self) -> TensorDataset:
-        # Its own generator: the data must not depend on, or advance, the global RNG that
-        # model init and dropout draw from.
-        g = torch.Generator().manual_seed(self.args.seed)
-        x = torch.randn(self.args.data_size, IN_FEATURES, generator=g)
-        teacher = torch.randn(IN_FEATURES, NUM_CLASSES, generator=g)
-        y = (x @ teacher).argmax(dim=1)
-        return TensorDataset(x, y)
+        return make_dataset(self.args.seed, self.args.data_size)
 
     def build_loader(self) -> DataLoader:
         return DataLoader(
