@@ -69,7 +69,7 @@ def evaluate(
     forward and autocast context.
     """
     device = args["device"]
-    forward = forward_fn or model
+    forward = forward_fn if forward_fn is not None else model
     model.eval()
     batch_losses = []
     total_distance = 0
