@@ -48,9 +48,14 @@ class PairRuns:
 
 def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str | None = None,
              command: Sequence[str] | None = None, steps: int | None = None, device: str = "cpu",
-             runs_dir: str | Path = "runs", repeat: bool | None = None) -> PairRuns:
-    """Record what needs recording for a pair (or explicit sides) and return the run directories."""
+             runs_dir: str | Path = "runs", repeat: bool | None = None, cache: bool = True) -> PairRuns:
+    """Record what needs recording for a pair (or explicit sides) and return the run directories.
+
+    Runs are cached under `<runs_dir>/.cache` by (command, environment, seed, code revision), so a
+    second report or gate reuses what it already has; `cache=False` always re-records.
+    """
     root = Path(runs_dir) / (pair.name if pair else "adhoc")
+    cache_dir = Path(runs_dir) / ".cache" if cache else None
     explicit = Side("command", list(command), Path.cwd()) if command else None
     fallback_base = pair.baseline if pair else explicit
     fallback_cand = pair.candidate if pair else explicit
@@ -60,7 +65,7 @@ def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str |
         if spec is None:
             if side is None:
                 raise ConfigError(f"no {name}: give --{name} DIR|git:REV or --pair NAME")
-            record_side(side, out, steps=steps or side.steps.get(device, 20), device=device)
+            record_side(side, out, steps=steps or side.steps.get(device, 20), device=device, cache_dir=cache_dir)
             dirs[name] = out
         else:
             dirs[name] = resolve_side(spec, fallback=side, out=out, steps=steps, device=device)
@@ -68,7 +73,7 @@ def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str |
     if (repeat if repeat is not None else (pair.repeat if pair else False)) and fallback_base is not None:
         repeat_dir = root / "baseline-repeat"
         record_side(fallback_base, repeat_dir, steps=steps or fallback_base.steps.get(device, 20), device=device,
-                    label="baseline (repeat, for the noise floor)")
+                    label="baseline (repeat, for the noise floor)", cache_dir=cache_dir, salt="repeat")
     return PairRuns(dirs["baseline"], dirs["candidate"], repeat_dir)
 
 

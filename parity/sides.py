@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -44,10 +45,51 @@ def git_worktree(rev: str, start: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def code_revision(start: Path) -> str | None:
+    """Commit plus a hash of uncommitted changes (tracked diffs, untracked names and sizes); None outside git."""
+    try:
+        import git
+
+        repo = git.Repo(start, search_parent_directories=True)
+        h = hashlib.blake2b(digest_size=8)
+        h.update(repo.head.commit.hexsha.encode())
+        h.update(repo.git.diff("HEAD").encode())
+        for name in sorted(repo.untracked_files):
+            path = Path(repo.working_tree_dir) / name
+            h.update(f"{name}:{path.stat().st_size if path.exists() else -1}".encode())
+        return h.hexdigest()
+    except Exception:  # not a repository, no commit yet, git missing: no caching
+        return None
+
+
+def cache_key(command: list[str], side: Side, cwd: Path, skip_loads: tuple[str, ...], salt: str = "") -> str | None:
+    revision = code_revision(cwd)
+    if revision is None:
+        return None
+    return digest_key([command, str(cwd), sorted(side.env.items()), side.seed, side.deterministic,
+                       sorted(skip_loads), revision, salt])
+
+
+def digest_key(parts: object) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
+
+
 def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: tuple[str, ...] = (),
-                cwd: Path | None = None, label: str | None = None) -> RecordResult:
-    """Record one pair side; a failing command is a setup error (exit 2) naming its log."""
+                cwd: Path | None = None, label: str | None = None, cache_dir: Path | None = None,
+                salt: str = "") -> RecordResult:
+    """Record one pair side; a failing command is a setup error (exit 2) naming its log.
+
+    With `cache_dir`, a run with the same command, environment, seed and code revision is reused.
+    """
     command = side.render(steps=steps, device=device, out=out)
+    key = cache_key(side.render(steps=steps, device=device, out=Path("OUT")), side, cwd or side.cwd, skip_loads, salt) \
+        if cache_dir is not None else None
+    if key is not None:
+        cached = cache_dir / key
+        if (cached / "run.json").exists() and '"returncode":0' in (cached / "run.json").read_text():
+            _say(f"reusing cached {label or side.name} ({cached})")
+            _link(cached, out)
+            return RecordResult(out, 0, 0.0, cached / "output.log")
     _say(f"recording {label or side.name}: {' '.join(command)}")
     result = record_command(command, out, seed=side.seed, deterministic=side.deterministic, cwd=cwd or side.cwd,
                             env=side.env, skip_loads=skip_loads, force=True, log_output=True)
@@ -59,7 +101,17 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
         raise BaselineError(f"{label or side.name}: the command ran but recorded no step (no optimizer was created); "
                             f"output in {result.log}")
     _say(f"recorded {label or side.name} in {result.seconds:.1f} s")
+    if key is not None:
+        cached = cache_dir / key
+        shutil.rmtree(cached, ignore_errors=True)
+        shutil.copytree(out, cached)
     return result
+
+
+def _link(cached: Path, out: Path) -> None:
+    """Make `out` hold the cached run (a copy: run directories stay independent of the cache)."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(cached, out)
 
 
 def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | None, device: str,

@@ -38,9 +38,10 @@ def check_lr_schedule(baseline: Trace, candidate: Trace) -> Finding:
         evidence["hyperparameters"] = {"step": first_other, "baseline": _others(baseline.steps[first_other]),
                                        "candidate": _others(candidate.steps[first_other])}
     if first is None:
-        note = f"; other hyperparameters differ from step {first_other}" if first_other is not None else ""
-        status = schema.IDENTICAL if first_other is None else schema.DIFFERENT
-        return Finding("lr_schedule", status, f"same lr in every group at all {compared} steps{note}", first_other, evidence)
+        # Other hyperparameters (betas, weight decay) are shown here but judged by config and the
+        # optimizer_state/params channels, which measure whether they changed an update.
+        note = f"; other hyperparameters differ from step {first_other} (see config)" if first_other is not None else ""
+        return Finding("lr_schedule", schema.IDENTICAL, f"same lr in every group at all {compared} steps{note}", None, evidence)
     evidence.update({"step": first, "baseline": _lrs(baseline.steps[first]), "candidate": _lrs(candidate.steps[first]),
                      "max_abs": max_abs, "max_rel": max_rel})
     return Finding("lr_schedule", schema.DIFFERENT,
