@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from transformers import CanineTokenizer
 
 from .attacker import AttackerClass
 from .formatter import BlockyFormatter
@@ -22,16 +21,42 @@ MAX_INPUT_LEN = 128
 LANG_SEP = "[SEP]"
 
 
-def load_tokenizer() -> CanineTokenizer:
-    """CANINE's tokenizer maps characters to code points, so it needs no vocabulary files."""
-    return CanineTokenizer()
+# CANINE's special ids are private-use code points (U+E000 CLS, U+E001 SEP); pad id is 0.
+CLS_ID = 0xE000
+SEP_ID = 0xE001
+PAD_ID = 0
 
 
-def encode_input(tokenizer: CanineTokenizer, text: str) -> dict[str, torch.Tensor]:
-    """Encode one string to [128] input_ids and attention_mask (CLS ... SEP, zero-padded).
+class CanineCodepointEncoder:
+    """What CanineTokenizer produces for finetune's arguments, without building it.
 
-    transformers 5 dropped `encode_plus`; the call interface takes the same arguments.
+    CanineTokenizer() takes seconds to construct (it enumerates every Unicode code point
+    into a vocabulary); its output for these settings is: CLS, one code point per
+    character (at most 126), SEP, zero padding to 128, mask 1 on real tokens.
+    tests/reference/test_histocc_data.py checks equality with CanineTokenizer itself.
     """
+
+    def __call__(self, text: str) -> dict[str, torch.Tensor]:
+        ids = [CLS_ID, *(ord(c) for c in text[: MAX_INPUT_LEN - 2]), SEP_ID]
+        mask = [1] * len(ids) + [0] * (MAX_INPUT_LEN - len(ids))
+        ids += [PAD_ID] * (MAX_INPUT_LEN - len(ids))
+        return {"input_ids": torch.tensor(ids, dtype=torch.long),
+                "attention_mask": torch.tensor(mask, dtype=torch.long)}
+
+
+def load_tokenizer() -> CanineCodepointEncoder:
+    """Upstream loads CanineTokenizer from the Hub; this encoder gives identical ids offline."""
+    return CanineCodepointEncoder()
+
+
+def encode_input(tokenizer, text: str) -> dict[str, torch.Tensor]:
+    """Encode one string to [128] input_ids and attention_mask (CLS ... SEP, zero-padded)."""
+    return tokenizer(text)
+
+
+def encode_with_canine_tokenizer(tokenizer, text: str) -> dict[str, torch.Tensor]:
+    """The upstream call on a real CanineTokenizer (transformers 5 dropped `encode_plus`;
+    the call interface takes the same arguments). Used by tests to pin the encoder above."""
     enc = tokenizer(
         text,
         add_special_tokens=True,
@@ -62,7 +87,7 @@ class OccDatasetMixerInMemMultipleFiles(Dataset):
     Python's global `random`, in the order: attack, (strip), unknown-language swap.
     """
 
-    def __init__(self, fnames: list[str], formatter: BlockyFormatter, tokenizer: CanineTokenizer,
+    def __init__(self, fnames: list[str], formatter: BlockyFormatter, tokenizer,
                  training: bool, target_cols: list[str], map_code_label: dict,
                  alt_prob: float = 0.3, n_trans: int = 3, unk_lang_prob: float = 0.25,
                  sort_word_list: bool = False):
