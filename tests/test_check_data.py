@@ -1,0 +1,67 @@
+"""`data` check: order-sensitive batch digests per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from parity.capture.digest import digest_tensors
+from parity.checks.data import check_data
+from parity.trace import schema
+from parity.trace.reader import Trace
+
+
+def _batch(seed: int, order: list[int] | None = None) -> str:
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(seed))
+    y = torch.arange(4)
+    if order is not None:
+        x, y = x[order], y[order]
+    return digest_tensors([x, y], weighted=True)
+
+
+def _trace(*batches: list[str] | None) -> Trace:
+    """One step per argument: the digests of the batches that step's forward saw."""
+    steps = [{"type": schema.STEP, "step": i, "events": [], "batch": b} for i, b in enumerate(batches)]
+    header = {"type": schema.HEADER, "schema": schema.SCHEMA_NAME, "version": schema.SCHEMA_VERSION, "rank": 0}
+    return Trace(path=Path("t.jsonl"), header=header, steps=steps)
+
+
+BATCHES = [[_batch(i)] for i in range(5)]
+
+
+def test_identical() -> None:
+    f = check_data(_trace(*BATCHES), _trace(*BATCHES))
+    assert f.status == schema.IDENTICAL and f.first_divergent_step is None
+    assert f.evidence["steps_compared"] == 5 and "exact bits" in f.evidence["strength"]
+
+
+def test_planted_different_batch() -> None:
+    cand = BATCHES[:3] + [[_batch(99)], [_batch(4)]]
+    f = check_data(_trace(*BATCHES), _trace(*cand))
+    assert f.status == schema.DIFFERENT and f.first_divergent_step == 3
+    assert f.evidence["baseline_digest"] == BATCHES[3] and f.evidence["candidate_digest"] == [_batch(99)]
+
+
+def test_shuffled_samples_within_a_batch_are_caught() -> None:
+    cand = [BATCHES[0], [_batch(1, order=[1, 0, 2, 3])]] + BATCHES[2:]
+    f = check_data(_trace(*BATCHES), _trace(*cand))
+    assert f.status == schema.DIFFERENT and f.first_divergent_step == 1
+
+
+def test_microbatch_order_is_caught() -> None:
+    two = [_batch(10), _batch(11)]
+    f = check_data(_trace(two), _trace(list(reversed(two))))
+    assert f.status == schema.DIFFERENT and f.first_divergent_step == 0
+
+
+def test_not_compared_without_digests() -> None:
+    f = check_data(_trace([], [], []), _trace(None, None, None))
+    assert f.status == schema.NOT_COMPARED and f.affects_training is False
+
+
+def test_steps_without_digests_on_one_side_are_skipped() -> None:
+    # Level every:2 on the candidate: odd steps carry no digest and are not compared.
+    cand = [b if i % 2 == 0 else [] for i, b in enumerate(BATCHES)]
+    f = check_data(_trace(*BATCHES), _trace(*cand))
+    assert f.status == schema.IDENTICAL and f.evidence["steps_compared"] == 3
