@@ -70,6 +70,9 @@ class CompleteCheckpointer:
 
     def restore(self, state: TrainState, path: Path) -> None:
         checkpoint = load_checkpoint(path)
+        if "metadata" not in checkpoint:
+            raise ValueError(f"{path}: not a complete checkpoint (keys {sorted(checkpoint)}); "
+                             "resume it with reference.clip_dora.train instead")
         metadata = checkpoint["metadata"]
         if metadata["format_version"] != FORMAT_VERSION:
             raise ValueError(f"{path}: wrong checkpoint format: {metadata['format_version']} "

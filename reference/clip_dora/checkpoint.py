@@ -12,6 +12,7 @@ loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
 from pathlib import Path
@@ -70,8 +71,19 @@ def restore_rng_state(rng: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Read any checkpoint of the pair, refusing pickled objects beyond plain types."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Read any checkpoint of the pair, refusing pickled objects beyond plain types.
+
+    Raises ValueError for a missing, truncated or foreign file, so `main()` can
+    report it as bad input rather than a crash.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: unreadable checkpoint: {reason}") from exc
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, found {type(checkpoint).__name__}")
+    return checkpoint
 
 
 def epoch_from_filename(path: Path) -> int:
@@ -99,9 +111,10 @@ class ReferenceCheckpointer:
         }, path)
 
     def restore(self, state: TrainState, path: Path) -> None:
+        epoch = epoch_from_filename(path)  # checked first: a misnamed file fails before any I/O
         checkpoint = load_checkpoint(path)
         load_trainable_state(state.model, checkpoint["dora_parameters"])
         restore_rng_state(checkpoint["rng_state"])
-        state.epoch = epoch_from_filename(path)
+        state.epoch = epoch
         state.notes["restored"] = ["dora_parameters", "rng_state"]
         state.notes["reset_on_resume"] = ["optimizer", "early_stopping", "scheduler"]

@@ -27,24 +27,25 @@ STEPS_PER_EPOCH = 6  # tiny preset: 192 training images in batches of 32
 
 _DRIVER = """
 import importlib, json, sys
-for module, argv in json.loads(sys.argv[1]):
-    code = importlib.import_module(module).main(argv)
-    if code:
-        sys.exit(code)
+codes = [importlib.import_module(module).main(argv) for module, argv in json.loads(sys.argv[1])]
+print("EXIT_CODES", json.dumps(codes))
 """
-"""Runs several trainer invocations, given as JSON [module, argv] pairs, one after another in one process."""
+"""Runs trainer invocations, given as JSON [module, argv] pairs, one after another in one process."""
 
 
 def _run(module: str, out: Path, *flags: str) -> tuple[str, list[str]]:
     return module, ["--out", str(out), "--preset", "tiny", *flags]
 
 
-def _run_in_one_process(*runs: tuple[str, list[str]]) -> None:
+def _run_in_one_process(*runs: tuple[str, list[str]]) -> tuple[list[int], str]:
+    """Exit codes of `main(argv)` for each run, and the process's stderr."""
     # One thread: the suite shares two cores with other work, and the tiny model gains nothing from more.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(runs)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"trainer runs {runs} failed:\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"trainer runs {runs} crashed:\n{done.stdout}\n{done.stderr}"
+    marker = [line for line in done.stdout.splitlines() if line.startswith("EXIT_CODES ")][-1]
+    return json.loads(marker.split(" ", 1)[1]), done.stderr
 
 
 def _losses(out: Path) -> list[dict]:
@@ -66,15 +67,15 @@ def _comparable(records: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Output dirs of every run the tests below inspect."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Output dirs of every run the tests below inspect, plus exit codes and stderr of the bad resumes."""
     root = tmp_path_factory.mktemp("clip_dora")
     d = {name: root / name for name in ("complete_cont", "complete_int", "cosine_cont", "cosine_int",
                                         "reference_cont", "reference_res", "early_stop")}
     # The reference pair runs without a scheduler, as in the spec, so only the optimizer
     # and early-stopping omissions can explain its divergence; the complete trainer is
     # checked both without one and with the cosine scheduler, whose state it must carry.
-    _run_in_one_process(
+    codes, stderr = _run_in_one_process(
         _run(COMPLETE, d["complete_cont"], "--epochs", "4", "--save-at-epochs", "2"),
         _run(COMPLETE, d["complete_int"], "--epochs", "4", "--stop-after-epoch", "2"),
         _run(COMPLETE, d["cosine_cont"], "--epochs", "4", "--scheduler", "cosine", "--save-at-epochs", "2"),
@@ -83,17 +84,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # lr 0 freezes the adapters, so the test loss repeats exactly and never improves.
         _run(REFERENCE, d["early_stop"], "--epochs", "4", "--lr", "0", "--patience", "1"),
     )
-    _run_in_one_process(
+    assert codes == [0] * 6, stderr
+    codes, stderr = _run_in_one_process(
         _run(COMPLETE, d["complete_int"], "--epochs", "4", "--resume", str(d["complete_int"] / "ckpt_epoch2.pt")),
         _run(COMPLETE, d["cosine_int"], "--epochs", "4", "--scheduler", "cosine",
              "--resume", str(d["cosine_int"] / "ckpt_epoch2.pt")),
         _run(REFERENCE, d["reference_res"], "--epochs", "4", "--resume", str(d["reference_cont"] / "ckpt_epoch2.pt")),
+        # Refused resumes: the last two runs must exit 2 before training anything.
+        _run(COMPLETE, root / "refused", "--epochs", "4", "--resume", str(d["reference_cont"] / "ckpt_epoch2.pt")),
+        _run(COMPLETE, root / "refused", "--epochs", "4", "--seed", "1",
+             "--resume", str(d["complete_int"] / "ckpt_epoch2.pt")),
     )
+    d["resume_codes"], d["resume_stderr"] = codes, stderr
     return d
 
 
 @pytest.mark.parametrize("scheduler", ["none", "cosine"])
-def test_complete_resume_is_bit_identical_to_continuous(runs: dict[str, Path], scheduler: str) -> None:
+def test_complete_resume_is_bit_identical_to_continuous(runs: dict, scheduler: str) -> None:
     prefix = "complete" if scheduler == "none" else "cosine"
     continuous, resumed = runs[f"{prefix}_cont"], runs[f"{prefix}_int"]
     assert _comparable(_losses(resumed)) == _comparable(_losses(continuous))
@@ -102,7 +109,7 @@ def test_complete_resume_is_bit_identical_to_continuous(runs: dict[str, Path], s
     assert _final(resumed)["resumed_from_epoch"] == 2
 
 
-def test_interrupted_run_stops_after_saving_its_stop_epoch(runs: dict[str, Path]) -> None:
+def test_interrupted_run_stops_after_saving_its_stop_epoch(runs: dict) -> None:
     records = _losses(runs["complete_int"])
     # The file holds epochs 1-2 from the interrupted run and 3-4 appended by the resume.
     assert [r["epoch"] for r in records if r["event"] == "test"] == [1, 2, 3, 4]
@@ -110,12 +117,12 @@ def test_interrupted_run_stops_after_saving_its_stop_epoch(runs: dict[str, Path]
         f"ckpt_epoch{e}.pt" for e in (1, 2, 3, 4)]
 
 
-def test_pair_trains_identically_when_not_resumed(runs: dict[str, Path]) -> None:
+def test_pair_trains_identically_when_not_resumed(runs: dict) -> None:
     # Negative control for the divergence below: the trainers differ only in what they checkpoint.
     assert _comparable(_losses(runs["reference_cont"])) == _comparable(_losses(runs["complete_cont"]))
 
 
-def test_reference_resume_diverges_after_the_resume_point(runs: dict[str, Path]) -> None:
+def test_reference_resume_diverges_after_the_resume_point(runs: dict) -> None:
     continuous, resumed = _step_bits(runs["reference_cont"]), _step_bits(runs["reference_res"])
     first = 2 * STEPS_PER_EPOCH + 1
     assert sorted(resumed) == list(range(first, 4 * STEPS_PER_EPOCH + 1))
@@ -127,7 +134,7 @@ def test_reference_resume_diverges_after_the_resume_point(runs: dict[str, Path])
         _final(runs["reference_cont"])["param_sha256"]["__all__"]
 
 
-def test_reference_checkpoint_holds_only_dora_parameters_and_rng_states(runs: dict[str, Path]) -> None:
+def test_reference_checkpoint_holds_only_dora_parameters_and_rng_states(runs: dict) -> None:
     checkpoint = torch.load(runs["reference_cont"] / "ckpt_epoch2.pt", weights_only=True)
     assert set(checkpoint) == {"dora_parameters", "rng_state"}
     assert set(checkpoint["rng_state"]) == {
@@ -136,7 +143,7 @@ def test_reference_checkpoint_holds_only_dora_parameters_and_rng_states(runs: di
     assert kinds == {"lora_A", "lora_B", "lora_magnitude_vector"}
 
 
-def test_complete_checkpoint_holds_the_full_list(runs: dict[str, Path]) -> None:
+def test_complete_checkpoint_holds_the_full_list(runs: dict) -> None:
     checkpoint = torch.load(runs["cosine_int"] / "ckpt_epoch2.pt", weights_only=True)
     assert set(checkpoint) == {"dora_parameters", "rng_state", "optimizer_state", "early_stopping_state",
                                "scheduler_state", "epoch", "global_step", "metadata"}
@@ -149,7 +156,7 @@ def test_complete_checkpoint_holds_the_full_list(runs: dict[str, Path]) -> None:
     assert checkpoint["metadata"]["args"]["scheduler"] == "cosine"
 
 
-def test_interrupted_checkpoint_equals_the_continuous_one(runs: dict[str, Path]) -> None:
+def test_interrupted_checkpoint_equals_the_continuous_one(runs: dict) -> None:
     a = torch.load(runs["complete_int"] / "ckpt_epoch2.pt", weights_only=True)
     b = torch.load(runs["complete_cont"] / "ckpt_epoch2.pt", weights_only=True)
     for name, tensor in a["dora_parameters"].items():
@@ -158,7 +165,13 @@ def test_interrupted_checkpoint_equals_the_continuous_one(runs: dict[str, Path])
     assert a["early_stopping_state"] == b["early_stopping_state"]
 
 
-def test_early_stopping_triggers_with_small_patience(runs: dict[str, Path]) -> None:
+def test_complete_trainer_refuses_checkpoints_it_cannot_resume(runs: dict) -> None:
+    assert runs["resume_codes"] == [0, 0, 0, 2, 2], runs["resume_stderr"]
+    assert "not a complete checkpoint" in runs["resume_stderr"]
+    assert "pass the original --seed" in runs["resume_stderr"]
+
+
+def test_early_stopping_triggers_with_small_patience(runs: dict) -> None:
     final = _final(runs["early_stop"])
     assert final["stop_reason"] == "early_stopping"
     # Epoch 1 sets the best; epoch 2 repeats it exactly, which is one epoch without improvement.
