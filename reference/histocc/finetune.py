@@ -6,13 +6,14 @@ schedule, loss, load_states, args.yaml, train) because it fixes the RNG draw ord
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sys
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
+from torch.optim.lr_scheduler import LambdaLR
 
 from .cli import parse_reference_args
 from .data_prep import TRAIN_FILE, VAL_FILE, prepare_data
@@ -66,10 +67,22 @@ def build_model_and_optimizer(args, formatter, key, device):
     return model, optimizer
 
 
-def build_scheduler(optimizer, warmup_steps: int, total_steps: int):
-    """Linear warmup then linear decay to 0 at total_steps (transformers' schedule)."""
-    return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps,
-                                           num_training_steps=total_steps)
+def _linear_warmup_lambda(step: int, num_warmup_steps: int, num_training_steps: int) -> float:
+    """Fact sheet section 8: s / max(1, W) during warmup, then max(0, (T - s) / max(1, T - W))."""
+    if step < num_warmup_steps:
+        return float(step) / float(max(1, num_warmup_steps))
+    return max(0.0, float(num_training_steps - step) / float(max(1, num_training_steps - num_warmup_steps)))
+
+
+def build_scheduler(optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
+    """transformers' get_linear_schedule_with_warmup, rebuilt on LambdaLR with the same closed form.
+
+    Importing transformers.optimization pulls in its trainer stack (seconds per launch);
+    a partial (not a plain function) keeps the saved scheduler state shaped as upstream's.
+    """
+    lr_lambda = functools.partial(_linear_warmup_lambda, num_warmup_steps=warmup_steps,
+                                  num_training_steps=total_steps)
+    return LambdaLR(optimizer, lr_lambda)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,7 +118,7 @@ def test_final_position_is_never_trained():
     assert torch.count_nonzero(yhat.grad[0, -1]) == 0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(_batches())
 def test_block_loss_matches_plain_implementation(batch):
     yhat, target, nb_blocks, block_size = batch
@@ -127,7 +127,7 @@ def test_block_loss_matches_plain_implementation(batch):
     assert math.isclose(got.item(), want, rel_tol=1e-10, abs_tol=1e-12)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(_batches(), st.floats(0.0, 1.0))
 def test_mixer_matches_formula(batch, weight):
     yhat, target, nb_blocks, block_size = batch
