@@ -74,7 +74,8 @@ class EvalRecorder:
         self.test_cer = list(test_cer or [])
 
     def record(self, model, avg_loss: float, cer: float) -> bool:
-        improved = len(self.test_cer) > 0 and cer < np.min(self.test_cer)
+        # bool(): np.min makes this a numpy bool, which JSON writers reject.
+        improved = bool(len(self.test_cer) > 0 and cer < np.min(self.test_cer))
         if improved:
             torch.save(model.state_dict(), os.path.join(self.output_dir, "modelWeights"))
         self.test_loss.append(avg_loss)

@@ -232,6 +232,7 @@ def test_checkpoint_rule_and_training_stats(tmp_path):
     model = torch.nn.Linear(1, 1)
     saved = [recorder.record(model, loss, cer) for loss, cer in ((3.0, 0.5), (2.0, 0.5), (1.5, 0.4), (1.4, 0.45))]
     assert saved == [False, False, True, False]  # first never; ties never
+    assert all(type(flag) is bool for flag in saved)
     with open(tmp_path / "trainingStats", "rb") as handle:
         stats = pickle.load(handle)
     assert stats["testCER"].tolist() == [0.5, 0.5, 0.4, 0.45] and len(stats["testLoss"]) == 4
