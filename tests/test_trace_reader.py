@@ -113,9 +113,6 @@ def test_half_written_last_line_is_dropped(tmp_path: Path, cut: int) -> None:
     assert trace.complete is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reader decides 'cut off by a kill' by `not line.endswith('}')`; a step "
-                                       "record cut right after a nested object (e.g. after \"clip\":{...}) ends with '}' "
-                                       "and is rejected as corruption instead of dropped")
 def test_half_written_last_line_ending_in_a_nested_brace_is_dropped(tmp_path: Path) -> None:
     path = _write(tmp_path, [_header(), _step(0)])
     line = encode_record(_step(1))
@@ -126,9 +123,6 @@ def test_half_written_last_line_ending_in_a_nested_brace_is_dropped(tmp_path: Pa
     assert [s["step"] for s in load_trace(path).steps] == [0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a newline-terminated last line was written completely (the writer "
-                                       "writes record+'\\n' in one call), so invalid JSON there is corruption; the "
-                                       "reader silently drops it as if a kill had cut it")
 def test_complete_but_invalid_last_line_is_rejected(tmp_path: Path) -> None:
     path = _lines(tmp_path / "trace-rank0.jsonl", encode_record(_header()), encode_record(_step(0)), "garbage")
     with pytest.raises(TraceError, match=r"trace-rank0\.jsonl:3: not valid JSON"):

@@ -4,8 +4,10 @@ Two strengths, both bit-exact on values:
   * ``sum64``: the tensor's bytes, zero-padded to 8-byte words, summed modulo 2**64. Any change of a
     single word changes it; it ignores permutations, so it is used for state whose positions the
     architecture fixes (parameters, optimizer moments).
-  * ``wsum64``: the same words weighted by odd position weights (2i+1) before summing, so element
-    order matters. Used for batches, where reordering *is* the difference to catch.
+  * ``wsum64``: each word is first mixed with its position (add i*GOLDEN, then a splitmix64-style
+    xor-shift-multiply finaliser) and the mixed words are summed, so element order matters. Linear
+    position weights are not enough: swapping words that differ by 2**63 cancels modulo 2**64. Used
+    for batches, where reordering *is* the difference to catch.
 Both are defined on the bytes, so a CPU tensor and a CUDA tensor with the same bits digest alike.
 Integer sums are associative, so the device's reduction order cannot change a digest.
 """
@@ -48,8 +50,33 @@ def _words_torch(t: torch.Tensor) -> torch.Tensor:
     return raw.view(torch.int64)
 
 
-def _weights_numpy(n: int) -> np.ndarray:
-    return np.arange(1, 2 * n, 2, dtype=np.int64)
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX = 0xBF58476D1CE4E5B9
+
+
+def _mix_numpy(words: np.ndarray) -> np.ndarray:
+    z = words.view(np.uint64) + np.arange(words.size, dtype=np.uint64) * np.uint64(_GOLDEN)
+    z ^= z >> np.uint64(31)
+    z *= np.uint64(_MIX)
+    z ^= z >> np.uint64(29)
+    return z
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _lshr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift on int64 (torch shifts signed integers arithmetically)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix_torch(words: torch.Tensor) -> torch.Tensor:
+    idx = torch.arange(words.numel(), device=words.device, dtype=torch.int64)
+    z = words + idx * _signed(_GOLDEN)
+    z = z ^ _lshr(z, 31)
+    z = z * _signed(_MIX)
+    return z ^ _lshr(z, 29)
 
 
 def tensor_sums(tensors: Sequence[torch.Tensor], weighted: bool) -> list[int]:
@@ -60,12 +87,12 @@ def tensor_sums(tensors: Sequence[torch.Tensor], weighted: bool) -> list[int]:
         for i, t in enumerate(tensors):
             if t.device.type == "cpu":
                 w = _words_numpy(t)
-                s = int((w * _weights_numpy(w.size)).sum()) if weighted else int(w.sum())
+                s = int(_mix_numpy(w).sum(dtype=np.uint64)) if weighted else int(w.sum())
                 out[i] = s & _MASK64
             else:
                 w = _words_torch(t)
                 if weighted:
-                    w = w * torch.arange(1, 2 * w.numel(), 2, device=w.device, dtype=torch.int64)
+                    w = _mix_torch(w)
                 on_device.setdefault(t.device, []).append((i, w.sum()))
     for items in on_device.values():
         host = torch.stack([s for _, s in items]).cpu().tolist()

@@ -46,8 +46,12 @@ class Comparison:
                 "first_divergence": self.first_divergence, "noise_floor": self.noise, "sides": self.sides}
 
 
+#: Checks that measure what the optimizer saw or did; they decide the verdict.
+TRAINING_CHECKS = frozenset({"data", "loss", "grad_norm", "lr_schedule", "params", "optimizer_state"})
+
+
 def _verdict(findings: list[Finding]) -> str:
-    statuses = [f.status for f in findings if f.affects_training]
+    statuses = [f.status for f in findings if f.name in TRAINING_CHECKS or f.affects_training]
     for status in (schema.DIFFERENT, schema.EQUIVALENT):
         if status in statuses:
             return status

@@ -68,7 +68,8 @@ def load_trace(path: str | Path) -> Trace:
     """Read one trace file. A trailing half-written line (the process died mid-write) is dropped."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
+        text = path.read_text(encoding="utf-8")
+        lines = text.split("\n")
     except FileNotFoundError:
         raise TraceError(f"{path}: no such trace file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -83,8 +84,9 @@ def load_trace(path: str | Path) -> Trace:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            # Only the very last line may be cut off by a kill; anything earlier is corruption.
-            if last and trace is not None and not line.endswith("}"):
+            # The writer emits a record and its newline in one write, so only a last line without its
+            # newline can have been cut off by a kill; anything else is corruption.
+            if last and trace is not None and not text.endswith("\n"):
                 break
             raise _fail(path, lineno, f"not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or record.get("type") not in schema.RECORD_TYPES:

@@ -1,0 +1,109 @@
+"""The toy trainer family through the whole pipeline: each variant is caught by the right check, channel
+and first step, and the awkward runs (killed, raising, NaN, nondeterministic, shorter) are handled."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from parity import session
+from parity.pairs import load_pair
+from parity.trace import schema
+from parity.trace.reader import load_run
+
+from conftest import REPO, TOY
+
+RUNS = REPO / "runs" / "pytest"  # shared with `pytest parity/`, so cached runs are reused
+
+# variant -> (channel that diverges first, its first step)
+DIFFERENT = {
+    "warmup": ("lr", 0),
+    "sched_before_opt": ("lr", 0),
+    "no_zero_grad": ("grad_norm", 1),
+    "clip_changed": ("grad_norm", 0),
+    "beta2_in_code": ("params", 0),  # float32 rounding makes even the first Adam update depend on beta2
+    "data_order": ("data", 0),
+    "dropout_changed": ("loss", 0),
+    "loss_sum": ("loss", 0),
+}
+IDENTICAL = ["logging", "non_blocking", "refactor_loss", "eval_pass"]
+
+
+def _compare_pair(variant: str):
+    pair = load_pair(f"toy-{variant.replace('_', '-')}")
+    runs = session.run_pair(pair, runs_dir=RUNS)
+    return session.compare(runs.baseline, runs.candidate, ignore_args=pair.ignore_args)
+
+
+@pytest.mark.parametrize("variant", sorted(DIFFERENT))
+def test_variant_first_divergence(variant):
+    c = _compare_pair(variant)
+    channel, step = DIFFERENT[variant]
+    assert c.verdict == schema.DIFFERENT
+    assert (c.first_divergence["channel"], c.first_divergence["step"]) == (channel, step), c.first_divergence
+
+
+@pytest.mark.parametrize("variant", IDENTICAL)
+def test_harmless_variant_is_identical(variant):
+    c = _compare_pair(variant)
+    assert c.verdict == schema.IDENTICAL and c.first_divergence is None
+
+
+def test_diagnoses_name_the_cause():
+    assert "loop order differs" in _compare_pair("sched_before_opt").first_divergence["diagnosis"]
+    assert "clip threshold" in _compare_pair("clip_changed").first_divergence["diagnosis"]
+    beta = _compare_pair("beta2_in_code")
+    assert "betas" in beta.first_divergence["diagnosis"]
+    assert any("betas" in ch["path"] for ch in beta.finding("config").evidence["changes"])
+    order = _compare_pair("no_zero_grad").finding("step_order")
+    assert "zero_grad" in order.evidence["baseline"] and "zero_grad" not in order.evidence["candidate"]
+
+
+def _record(tmp_path, name: str, script: str, *args: str, seed: int = 0) -> subprocess.CompletedProcess:
+    out = tmp_path / name
+    return subprocess.run([sys.executable, "-m", "parity", "record", "--out", str(out), "--seed", str(seed), "--",
+                           sys.executable, str(TOY / script), "--ckpt-dir", str(out / "ckpt"), *args],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_killed_run_leaves_readable_partial_trace(tmp_path):
+    proc = _record(tmp_path, "killed", "variants/killed.py", "--steps", "40")
+    assert proc.returncode == 2 and "partial trace kept" in proc.stderr
+    trace = load_run(tmp_path / "killed").primary
+    assert len(trace.steps) == 37 and not trace.complete and "incomplete" in trace.ended_how
+
+
+def test_raising_run_is_marked(tmp_path):
+    proc = _record(tmp_path, "raises", "variants/raises.py", "--steps", "20")
+    assert proc.returncode == 2
+    trace = load_run(tmp_path / "raises").primary
+    assert len(trace.steps) == 12 and trace.end["status"] == schema.END_EXCEPTION and "RuntimeError" in trace.end["error"]
+
+
+def test_shorter_candidate_and_nan_losses(tmp_path):
+    assert _record(tmp_path, "base", "train.py", "--steps", "12").returncode == 0
+    assert _record(tmp_path, "short", "train.py", "--steps", "8").returncode == 0
+    assert _record(tmp_path, "nan", "variants/nan_loss.py", "--steps", "12").returncode == 0
+    short = session.compare(tmp_path / "base", tmp_path / "short", ignore_args=frozenset({"ckpt_dir", "steps"}))
+    assert short.verdict == schema.DIFFERENT and short.first_divergence["channel"] == "steps"
+    assert short.finding("loss").status == schema.IDENTICAL  # the 8 common steps are bit-identical
+    nan = session.compare(tmp_path / "base", tmp_path / "nan", ignore_args=frozenset({"ckpt_dir"}))
+    loss = nan.finding("loss")
+    assert loss.status == schema.DIFFERENT and loss.first_divergent_step == 5
+    assert loss.evidence["nan_first"] == {"baseline": None, "candidate": 5}
+    same_nan = session.compare(tmp_path / "nan", tmp_path / "nan")
+    assert same_nan.finding("loss").status == schema.IDENTICAL
+
+
+def test_nondeterministic_baseline_gets_a_noise_floor(tmp_path):
+    for name in ("nd1", "nd2", "nd3"):
+        assert _record(tmp_path, name, "variants/nondeterministic.py", "--steps", "10").returncode == 0
+    ignore = frozenset({"ckpt_dir"})
+    naive = session.compare(tmp_path / "nd1", tmp_path / "nd3", ignore_args=ignore)
+    assert naive.verdict == schema.DIFFERENT
+    judged = session.compare(tmp_path / "nd1", tmp_path / "nd3", baseline_repeat=tmp_path / "nd2", ignore_args=ignore)
+    assert judged.noise["deterministic"] is False and judged.noise["loss_max_rel"] > 0
+    assert judged.verdict == schema.EQUIVALENT
+    assert "noise floor" in judged.finding("loss").summary
