@@ -14,7 +14,8 @@ from reference.clip_dora.loop import run_training
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, train, print a one-line summary; 0 on success, 2 on bad usage or an unusable checkpoint."""
-    cfg = parse_config(argv, prog="python -m implementations.clip_dora_complete.train")
+    cfg = parse_config(argv, prog="python -m implementations.clip_dora_complete.train",
+                       description="CLIP+DoRA trainer; checkpoints hold the complete training state.")
     try:
         summary = run_training(cfg, CompleteCheckpointer())
     except (ValueError, KeyError) as exc:

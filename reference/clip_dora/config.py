@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -86,8 +86,6 @@ class TrainConfig:
     """Stop right after finishing (and checkpointing) this epoch, simulating an interrupted run."""
     scheduler: str = "none"
     """'none' or 'cosine' (per-step cosine decay over all `epochs`)."""
-    extra: dict = field(default_factory=dict)
-    """Free-form notes carried into checkpoint metadata by trainers that save it."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -157,9 +155,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=("none", "cosine"), default="none")
 
 
-def parse_config(argv: list[str] | None, prog: str) -> TrainConfig:
+def parse_config(argv: list[str] | None, prog: str, description: str) -> TrainConfig:
     """Parse argv into a validated TrainConfig; argparse exits 2 on bad usage."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     add_train_options(parser)
     ns = parser.parse_args(argv)
     try:

@@ -11,7 +11,8 @@ from reference.clip_dora.loop import run_training
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, train, print a one-line summary; 0 on success, 2 on bad usage or an unusable checkpoint."""
-    cfg = parse_config(argv, prog="python -m reference.clip_dora.train")
+    cfg = parse_config(argv, prog="python -m reference.clip_dora.train",
+                       description="CLIP+DoRA trainer; checkpoints hold DoRA parameters and RNG states only.")
     try:
         summary = run_training(cfg, ReferenceCheckpointer())
     except (ValueError, KeyError) as exc:
