@@ -113,17 +113,6 @@ class BlockyFormatter:
             return bool((body[1 + self.block_size:] == EOS_IDX).any())
         return True
 
-    def clean_pred(self, pred: Sequence[int]) -> str:
-        """Decode a predicted index sequence back to '&'-joined codes (for inspection only)."""
-        codes = []
-        for b in range(self.max_num_codes):
-            block = pred[1 + b * self.block_size: 1 + (b + 1) * self.block_size]
-            toks = [self.map_idx_char[int(i)] for i in block if int(i) in self.map_idx_char]
-            if toks:
-                joiner = WITHIN_BLOCK_SEP if self.use_within_block_sep else ""
-                codes.append(joiner.join(toks))
-        return CODE_SEP.join(codes)
-
 
 def construct_general_purpose_formatter(block_size: int, target_cols: Sequence[str],
                                         use_within_block_sep: bool = False) -> BlockyFormatter:
