@@ -52,7 +52,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parity", description="Differential testing for PyTorch training code.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("record", help="run a training command and record a per-step trace", formatter_class=fmt,
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.subcommand](args)
     except ParityError as exc:
         print(f"parity: error: {exc}\n  (see {exc.docs})", file=sys.stderr)
         return INVALID
