@@ -14,11 +14,13 @@ from parity.checks.compare import Comparison
 from parity.exceptions import ConfigError, ParityError
 from parity.report.markdown import MarkdownReporter, ReportContext, record_command_line
 from parity.report.render import emit, to_json_text
+from parity.report.resume_report import render_resume_markdown
 from parity.trace import schema
 from parity.trace.reader import load_run
 
 OK, DIFFERENCES, INVALID = 0, 1, 2
-EPILOG = "Exit codes: 0 as expected / identical, 1 differences found (or a gate failed), 2 invalid input or setup."
+EPILOG = ("Exit codes: 0 as expected / identical / exact, 1 differences found (a gate failed, a resume is not exact), "
+          "2 invalid input or setup.")
 
 
 def parse_tolerance(text: str) -> Tolerance:
@@ -92,7 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", required=True, help="pair file or bundled pair name")
     add_run_options(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("resume-check", help="stop at step k, resume in a fresh process, compare with a continuous run",
+                       formatter_class=fmt, epilog="examples:\n  parity resume-check --pair toy-resume --controls\n"
+                       "  parity resume-check --pair toy-resume --splits 8,16 --format json\n\n" + EPILOG)
+    p.add_argument("--pair", required=True, help="pair file (or bundled name) with a [resume] table")
+    p.add_argument("--splits", type=_int_list, help="comma-separated split points (default: the pair file's)")
+    p.add_argument("--controls", action="store_true", help="also run negative controls: skip one state restore at a time")
+    p.add_argument("--no-double", action="store_true", help="skip the stop-resume-stop-resume chain")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--runs-dir", default="runs")
+    add_output_options(p)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write split points as integers, e.g. 8,16") from None
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -176,7 +196,18 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return DIFFERENCES if failures else OK
 
 
-COMMANDS = {"record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate}
+def _cmd_resume_check(args: argparse.Namespace) -> int:
+    result = session.resume_check(args.pair, splits=args.splits, controls=args.controls, double=not args.no_double,
+                                  runs_dir=args.runs_dir, device=args.device)
+    if args.format == "json":
+        emit(to_json_text(result.to_json()), args.output)
+    else:
+        emit(render_resume_markdown(result, ["parity " + " ".join(sys.argv[1:])]), args.output)
+    return OK if result.exact else DIFFERENCES
+
+
+COMMANDS = {"record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
+            "resume-check": _cmd_resume_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

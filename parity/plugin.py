@@ -58,8 +58,13 @@ def _comparison(config: pytest.Config, path: Path) -> Comparison:
 
 class PairFile(pytest.File):
     def collect(self):  # type: ignore[no-untyped-def]
-        from parity.pairs import load_pair
+        from parity.pairs import load_pair, tomllib
 
+        data = tomllib.loads(self.path.read_text())
+        if data.get("resume", {}).get("expect_exact") is not None:
+            yield ResumeItem.from_parent(self, name=f"{self.path.stem}::resume", expected=bool(data["resume"]["expect_exact"]))
+        if "baseline" not in data:
+            return
         pair = load_pair(self.path)
         needs_gpu = "cuda" in pair.baseline.steps and pair.baseline.steps.get("cpu") == 0
         for name in ("verdict", *CHECK_NAMES):
@@ -104,3 +109,29 @@ class PairItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"parity pair {self.name}"
+
+
+class ResumeItem(pytest.Item):
+    """Runs the pair's [resume] protocol (no controls, for speed) and checks exactness as declared."""
+
+    def __init__(self, *, expected: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.expected = expected
+
+    def runtest(self) -> None:
+        from parity import session
+
+        result = session.resume_check(self.path, runs_dir=self.config.getoption("parity_runs_dir"),
+                                      device=self.config.getoption("parity_device"))
+        if result.exact != self.expected:
+            details = "; ".join(f"split {s.at}: {s.diagnosis or 'exact'}" for s in result.splits + result.double)
+            raise PairMismatch(f"resume expected {'EXACT' if self.expected else 'NOT exact'}, measured "
+                               f"{'EXACT' if result.exact else 'NOT exact'}: {details}")
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, PairMismatch):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"parity resume {self.name}"

@@ -110,3 +110,13 @@ def gate_failures(pair: Pair, comparison: Comparison) -> list[GateFailure]:
 
 def load(pair: str | Path) -> Pair:
     return load_pair(pair)
+
+
+def resume_check(pair: str | Path, *, splits: list[int] | None = None, controls: bool = False, double: bool = True,
+                 runs_dir: str | Path = "runs", device: str = "cpu"):
+    """Run the pair's [resume] protocol and return a ResumeResult."""
+    from parity.resume.protocol import load_protocol
+    from parity.resume.runner import ResumeRunner
+
+    protocol = load_protocol(pair)
+    return ResumeRunner(protocol, Path(runs_dir), device).run(splits=splits, double=double, controls=controls)

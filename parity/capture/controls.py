@@ -4,7 +4,7 @@ of state, by turning that state's restore call into a no-op. The trainer is not 
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,10 +29,6 @@ _RNG_TARGETS: dict[str, list[tuple[Any, str]]] = {
 }
 
 
-def rng_restore_targets(kinds: frozenset[str]) -> list[tuple[Any, str, Callable[[Callable], Callable]]]:
-    """(owner, name, wrapper factory) for every RNG restore that the given controls turn off."""
-    out = []
-    for kind in sorted(kinds):
-        for owner, name in _RNG_TARGETS.get(kind, []):
-            out.append((owner, name, lambda original: (lambda *a, **k: None)))
-    return out
+def rng_restore_targets(kinds: frozenset[str]) -> list[tuple[Any, str, str]]:
+    """(owner, attribute, kind) for every RNG restore function that the given controls turn off."""
+    return [(owner, name, kind) for kind in sorted(kinds) for owner, name in _RNG_TARGETS.get(kind, [])]

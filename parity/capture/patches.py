@@ -41,6 +41,7 @@ class TorchPatches:
         self._in_scaler_step = False
         self._scaler_updated = False
         self._args: dict[str, Any] = {}
+        self._skipped_calls: list[str] = []
         self._optimizers: list[dict[str, Any]] = []
         self._schedulers: list[dict[str, Any]] = []
 
@@ -105,8 +106,8 @@ class TorchPatches:
         self._patch_module_mode()
         self._patch(torch, "save", self._simple_event(schema.EV_SAVE))
         self._patch(argparse.ArgumentParser, "parse_known_args", self._wrap_parse)
-        for owner, name, make in rng_restore_targets(self.skip_loads):
-            self._patch(owner, name, make)
+        for owner, name, kind in rng_restore_targets(self.skip_loads):
+            self._patch(owner, name, lambda original, kind=kind: lambda *a, **k: self.skipped_call(kind))
         return self
 
     def _simple_event(self, name: str) -> Callable[[Callable], Callable]:
@@ -157,10 +158,15 @@ class TorchPatches:
 
         def make(original: Callable) -> Callable:
             def load_state_dict(self: Any, *args: Any, **kwargs: Any) -> None:
-                patches.recorder.meta("skipped_loads", sorted(patches.skip_loads), open_trace=True)
-                return None
+                patches.skipped_call(kind)
             return load_state_dict
         self._patch(owner, "load_state_dict", make)
+
+    def skipped_call(self, kind: str) -> None:
+        """A control swallowed a restore: note it, so a control that never fires can say why."""
+        if kind not in self._skipped_calls:
+            self._skipped_calls.append(kind)
+            self._safe("controls", lambda: self.recorder.meta("skipped_calls", self._skipped_calls, open_trace=True))
 
     # -- backward and loss -------------------------------------------------------------------
     def _record_backward(self, tensors: Any) -> None:

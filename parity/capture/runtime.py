@@ -46,7 +46,7 @@ def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None
         raise ConfigError("parity capture is already active in this process; stop it before starting another")
     config = config or cfg.CaptureConfig()
     recorder = Recorder(Path(directory), config, {"meta": metadata.run_metadata(), "seed": seed,
-                                                  "deterministic": deterministic})
+                                                  "deterministic": deterministic, "skip_loads": sorted(skip_loads)})
     if seed is not None:
         seeding.seed_everything(seed)
     if deterministic:

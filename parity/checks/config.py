@@ -24,7 +24,7 @@ def run_config(trace: Trace, ignore: frozenset[str] = frozenset()) -> dict[str, 
         "numerics_at_end": trace.meta.get("numerics_at_end", {}),
         "env": {k: v for k, v in meta.get("env", {}).items() if k not in ("RANK", "LOCAL_RANK")},
         "parity": {"seed": trace.header.get("seed"), "deterministic": trace.header.get("deterministic"),
-                   "level": trace.header.get("level"), "skipped_loads": trace.meta.get("skipped_loads")},
+                   "level": trace.header.get("level"), "skip_loads": trace.header.get("skip_loads") or []},
     }
 
 

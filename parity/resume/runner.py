@@ -1,0 +1,161 @@
+"""Run a resume protocol: continuous run, stopped-and-resumed runs per split, a double resume, controls."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.capture.controls import CONTROL_KINDS
+from parity.capture.launch import record_command
+from parity.exceptions import BaselineError
+from parity.resume.analysis import SegmentResult, compare_segment, loss_differences
+from parity.resume.protocol import ResumeProtocol
+from parity.checks.compare import compare_traces
+from parity.trace import schema
+from parity.trace.reader import Trace, load_run
+
+#: Argparse values that legitimately differ between continuous, stopped and resumed runs.
+RESUME_ARGS = frozenset({"resume", "steps", "stop_after_epoch", "save_every", "save_at_epochs", "ckpt_dir", "out",
+                         "epochs", "total", "max_steps"})
+
+
+def _say(message: str) -> None:
+    print(f"parity: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class ResumeResult:
+    """Everything a resume check measured."""
+
+    protocol: ResumeProtocol
+    continuous_steps: int
+    splits: list[SegmentResult]
+    double: list[SegmentResult] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return all(s.exact for s in self.splits + self.double)
+
+    @property
+    def ignored_resume(self) -> bool:
+        return any(s.started_from_scratch for s in self.splits + self.double)
+
+    def to_json(self) -> dict[str, Any]:
+        fired = [c for c in self.controls if c["fired"]]
+        return {"pair": self.protocol.name, "exact": self.exact, "ignored_resume": self.ignored_resume,
+                "unit": self.protocol.unit, "total": self.protocol.total, "continuous_steps": self.continuous_steps,
+                "splits": [s.to_json() for s in self.splits], "double": [s.to_json() for s in self.double],
+                "controls": self.controls,
+                "controls_fired": None if not self.controls else len(fired),
+                "runs": self.runs}
+
+
+class ResumeRunner:
+    """Records the runs a protocol needs under `runs_dir/<name>/` and compares them."""
+
+    def __init__(self, protocol: ResumeProtocol, runs_dir: Path, device: str = "cpu") -> None:
+        self.p = protocol
+        self.root = Path(runs_dir) / protocol.name / "resume"
+        self.device = device
+        self.runs: dict[str, str] = {}
+
+    def _record(self, label: str, template: list[str], skip: tuple[str, ...] = (), **values: Any) -> Trace:
+        out = self.root / label
+        ckpt_dir = values.pop("ckpt_dir", out / "ckpt")
+        command = self.p.render(template, device=self.device, ckpt_dir=ckpt_dir, total=self.p.total, **values)
+        _say(f"resume-check {label}: {' '.join(command)}")
+        result = record_command(command, out, seed=self.p.seed, cwd=self.p.cwd, env=self.p.env, skip_loads=skip,
+                                force=True, log_output=True)
+        if result.returncode != 0:
+            tail = result.log.read_text()[-1200:] if result.log else ""
+            raise BaselineError(f"resume-check {label}: the command exited with code {result.returncode}; "
+                                f"output in {result.log}:\n{tail}")
+        self.runs[label] = str(out)
+        return load_run(out).primary
+
+    def _stopped(self, k: int) -> tuple[Trace, Path]:
+        ckpt_dir = self.root / f"split-{k}" / "ckpt"
+        trace = self._record(f"stop-{k}", self.p.run, ckpt_dir=ckpt_dir, stop_at=k, save_at=k)
+        ckpt = Path(self.p.checkpoint_path(ckpt_dir, k))
+        if not ckpt.exists():
+            raise BaselineError(f"resume-check: the run stopped at {k} wrote no checkpoint at {ckpt} "
+                                "(check [resume].checkpoint and the {save_at} placeholder)")
+        return trace, ckpt
+
+    def _resumed(self, label: str, ckpt: Path, stop_at: int, skip: tuple[str, ...] = ()) -> Trace:
+        return self._record(label, self.p.resume, skip=skip, ckpt=ckpt, ckpt_dir=ckpt.parent, stop_at=stop_at,
+                            save_at=stop_at)
+
+    def run(self, *, splits: list[int] | None = None, double: bool = True, controls: bool = False) -> ResumeResult:
+        p = self.p
+        continuous = self._record("continuous", p.run, stop_at=p.total, save_at=p.total)
+        results, checkpoints = [], {}
+        for k in splits or p.splits:
+            stopped, ckpt = self._stopped(k)
+            checkpoints[k] = (stopped, ckpt)
+            prefix = compare_traces(continuous, stopped, ignore_args=RESUME_ARGS)
+            if prefix.finding("loss").status == schema.DIFFERENT:
+                _say(f"warning: the run stopped at {k} already differs from the continuous run "
+                     f"({prefix.finding('loss').summary}); the trainer may depend on the planned total")
+            resumed = self._resumed(f"resume-{k}", ckpt, p.total)
+            results.append(compare_segment(continuous, resumed, at=k, offset=len(stopped.steps), ignore_args=RESUME_ARGS))
+        chain = self._double(continuous, checkpoints) if double and p.double else []
+        result = ResumeResult(p, len(continuous.steps), results, chain, runs=self.runs)
+        if controls:
+            k = (splits or p.splits)[0]
+            result.controls = self._controls(continuous, *checkpoints[k], k)
+        result.runs = self.runs
+        return result
+
+    def _double(self, continuous: Trace, checkpoints: dict[int, tuple[Trace, Path]]) -> list[SegmentResult]:
+        k1, k2 = self.p.double
+        stopped, ckpt1 = checkpoints.get(k1) or self._stopped(k1)
+        middle = self._resumed(f"double-{k1}-to-{k2}", ckpt1, k2)
+        ckpt2 = Path(self.p.checkpoint_path(ckpt1.parent, k2))
+        if not ckpt2.exists():
+            raise BaselineError(f"resume-check: the resumed run stopped at {k2} wrote no checkpoint at {ckpt2}")
+        last = self._resumed(f"double-{k2}-to-end", ckpt2, self.p.total)
+        first = compare_segment(continuous, middle, at=k1, offset=len(stopped.steps), to_end=False, ignore_args=RESUME_ARGS)
+        second = compare_segment(continuous, last, at=k2, offset=len(stopped.steps) + len(middle.steps),
+                                 ignore_args=RESUME_ARGS)
+        return [first, second]
+
+    def _applicable(self, continuous: Trace) -> dict[str, str | None]:
+        """Control kind -> None if it can apply to this run, else why not."""
+        events = {e for s in continuous.steps for e in s["events"]}
+        rng = {k for s in continuous.steps for k in (s.get("rng") or {})}
+        return {"optimizer": None if continuous.meta.get("optimizers") else "no optimizer recorded",
+                "scheduler": None if continuous.meta.get("schedulers") else "the run uses no LR scheduler",
+                "grad_scaler": None if schema.EV_SCALER_STEP in events else "the run uses no GradScaler",
+                "rng_cuda": None if "cuda" in rng else "no CUDA generator in this run",
+                "rng_torch": None, "rng_numpy": None, "rng_python": None}
+
+    def _controls(self, continuous: Trace, stopped: Trace, ckpt: Path, k: int) -> list[dict[str, Any]]:
+        plain = load_run(self.root / f"resume-{k}").primary
+        out = []
+        for kind, why_not in self._applicable(continuous).items():
+            entry: dict[str, Any] = {"state": kind, "description": CONTROL_KINDS[kind], "at": k}
+            if why_not:
+                out.append({**entry, "applicable": False, "fired": False, "called": False, "verdict": f"not applicable: {why_not}",
+                            "first_divergent_step": None, "channel": None, "loss_rel": {}})
+                continue
+            trace = self._resumed(f"control-{kind}-{k}", ckpt, self.p.total, skip=(kind,))
+            against_plain = compare_traces(plain, trace, ignore_args=RESUME_ARGS)
+            fired = against_plain.verdict == schema.DIFFERENT
+            called = kind in (trace.meta.get("skipped_calls") or [])
+            fd = against_plain.first_divergence or {}
+            offset = len(stopped.steps)
+            if fired:
+                verdict = f"needed: without it the resume diverges from step {offset + fd.get('step', 0)} ({fd.get('channel')})"
+            elif called:
+                verdict = "restored by the trainer, but not needed here: skipping its restore changes nothing"
+            else:
+                verdict = "never restored by the trainer (not in the checkpoint, or loaded another way): this control cannot test it"
+            out.append({**entry, "applicable": True, "fired": fired, "called": called, "verdict": verdict,
+                        "first_divergent_step": offset + fd["step"] if fd else None, "channel": fd.get("channel"),
+                        "loss_rel": loss_differences(continuous, trace, offset)})
+        return out
