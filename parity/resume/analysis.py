@@ -13,7 +13,7 @@ from parity.trace.reader import Trace
 
 #: What a first-diverging channel most likely means after a resume.
 MISSING_STATE = {
-    "lr": "lr jumps: scheduler state not restored",
+    "lr": "lr jumps: the scheduler state (or the lr held in the optimizer's param groups) was not restored",
     "data": "batch digests differ: sampler / data-order RNG state not restored",
     "loss": "same batch, different loss: the RNG behind dropout/augmentation (or the model weights) not restored",
     "grad_norm": "same loss, different gradients: gradient scaler or accumulation state not restored",

@@ -1,0 +1,84 @@
+"""Resume checks on the toy family: an exact resume, controls that fire, and trainers that forget state."""
+
+from __future__ import annotations
+
+import pytest
+
+from parity import session
+from parity.resume.analysis import compare_segment
+from parity.exceptions import ConfigError
+
+from conftest import REPO, TOY
+
+RUNS = REPO / "runs" / "pytest-resume"
+
+
+def _protocol(tmp_path, name: str, resume_script: str, *, warmup: int = 0, splits=(8,), double=None):
+    common = f'"--warmup-steps", "{warmup}", "--steps", "{{stop_at}}", "--save-every", "{{save_at}}", "--ckpt-dir", "{{ckpt_dir}}"'
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f"""
+[pair]
+name = "{name}"
+[resume]
+total = 20
+splits = {list(splits)}
+{"double = " + str(list(double)) if double else ""}
+checkpoint = "{{ckpt_dir}}/step{{at}}.pt"
+cwd = "{REPO}"
+run = ["{{python}}", "{TOY / 'train.py'}", {common}]
+resume = ["{{python}}", "{TOY / resume_script}", {common}, "--resume", "{{ckpt}}"]
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def exact_with_controls(tmp_path_factory):
+    path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", warmup=20, double=(4, 12))
+    return session.resume_check(path, controls=True, runs_dir=RUNS)
+
+
+def test_exact_resume_and_double_resume(exact_with_controls):
+    r = exact_with_controls
+    assert r.exact and not r.ignored_resume
+    assert [s.exact for s in r.splits] == [True] and [s.exact for s in r.double] == [True, True]
+    data = r.to_json()
+    assert data["exact"] is True and data["splits"][0]["at"] == 8 and data["splits"][0]["first_divergent_step"] is None
+
+
+def test_controls_fire_for_restored_state(exact_with_controls):
+    by_state = {c["state"]: c for c in exact_with_controls.controls}
+    for state in ("optimizer", "scheduler", "rng_torch"):
+        assert by_state[state]["fired"] and by_state[state]["called"], by_state[state]
+        assert by_state[state]["first_divergent_step"] >= 8
+    assert by_state["rng_numpy"]["fired"] is False and by_state["rng_numpy"]["called"] is False
+    assert "never restored" in by_state["rng_numpy"]["verdict"]
+    assert by_state["grad_scaler"]["applicable"] is False
+    assert by_state["rng_torch"]["loss_rel"]["first"]["rel"] > 0
+
+
+@pytest.mark.parametrize("variant,warmup,channel,step", [
+    ("variants/forgets_optimizer_state.py", 0, "params", 8),
+    ("variants/forgets_scheduler_state.py", 20, "lr", 9),
+    ("variants/forgets_rng_state.py", 0, "loss", 8),
+])
+def test_forgotten_state_is_diagnosed(tmp_path, variant, warmup, channel, step):
+    r = session.resume_check(_protocol(tmp_path, f"toy-{variant[9:-3]}", variant, warmup=warmup), runs_dir=RUNS)
+    split = r.splits[0]
+    assert not r.exact and (split.channel, split.first_divergent_step) == (channel, step), split.to_json()
+    assert split.diagnosis
+
+
+def test_ignored_resume_flag_is_reported_as_such(tmp_path):
+    r = session.resume_check(_protocol(tmp_path, "toy-ignores", "variants/ignores_resume.py"), runs_dir=RUNS)
+    assert r.ignored_resume and r.splits[0].started_from_scratch
+    assert "ignores the resume flag" in r.splits[0].diagnosis
+
+
+def test_protocol_validation(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[resume]\ntotal = 10\nsplits = [12]\nrun = ["x"]\nresume = ["y"]\ncheckpoint = "c"\n')
+    with pytest.raises(ConfigError, match="strictly between 0 and total"):
+        session.resume_check(bad)
+    bad.write_text("[pair]\nname = 'x'\n")
+    with pytest.raises(ConfigError, match="no \\[resume\\] table"):
+        session.resume_check(bad)
