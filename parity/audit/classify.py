@@ -80,7 +80,7 @@ def _result(category: str, hits: list[_Hit], walk: _Walk) -> CategoryResult:
         if category == "data_position" and any(h.category == "counters" for h in walk.hits):
             evidence += " (a resume can only re-derive the position from the counters)"
         return CategoryResult(category, NOT_SAVED, evidence, {"paths": []})
-    shown = [f"{h.path} {h.text}".rstrip() if not h.text.startswith("=") else f"{h.path}{h.text}"
+    shown = [f"{h.path}{h.text}" if h.text[:1] in ("=", ":") else f"{h.path} {h.text}".rstrip()
              for h in hits[:_SHOWN_PATHS]]
     evidence = "; ".join(shown)
     if len(hits) > _SHOWN_PATHS:

@@ -36,7 +36,8 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> list[dict[str,
     from deepdiff.helper import NotPresent
 
     left, right = skeleton(a.tree), skeleton(b.tree)
-    tree = DeepDiff(left, right, view="tree", ignore_order=False, verbose_level=2)
+    # threshold 0: always report key by key; by default deepdiff replaces a whole dict that shares few keys.
+    tree = DeepDiff(left, right, view="tree", ignore_order=False, verbose_level=2, threshold_to_diff_deeper=0)
     out: list[dict[str, Any]] = []
     for report_type, levels in tree.items():
         change = _CHANGES.get(report_type)

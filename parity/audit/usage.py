@@ -53,6 +53,11 @@ def compare_with_trace(audit: Audit, trace: Trace | Run) -> Audit:
     for generator, category in RNG_CATEGORIES.items():
         usages[category] = _rng_usage(trace, generator)
     updates = {name: _regrade(audit.get(name), usage) for name, usage in usages.items()}
+    data = updates["data_position"]
+    if data.status == NOT_SAVED and data.used and updates["counters"].status == SAVED:
+        # Trainers that reshuffle per epoch from saved RNG states resume at epoch boundaries without it.
+        updates["data_position"] = replace(data, evidence=f"{data.evidence} (the counters are saved: a resume at "
+                                                          "an epoch boundary can re-derive the position from them)")
     return audit.with_results(updates, trace=str(trace.path))
 
 
@@ -62,14 +67,14 @@ def _regrade(result: CategoryResult, usage: _Usage) -> CategoryResult:
     details = {**result.details, "trace": usage.shows}
     empty = bool(result.details.get("empty"))
     if result.status == SAVED and not empty:
-        suffix = "used by the run" if usage.used else "the run keeps no such state"
+        suffix = "used by the run" if usage.used else "not used by the run"
         return replace(result, used=usage.used, details=details, evidence=f"{result.evidence} ({suffix}: trace shows {usage.shows})")
     if usage.used:
         where = f"; {result.evidence}" if empty else ""
         return replace(result, status=NOT_SAVED, used=True, details=details,
                        evidence=f"used by the run (trace shows {usage.shows}) but NOT saved{where}")
     return replace(result, status=NOT_APPLICABLE, used=False, details=details,
-                   evidence=f"the run keeps no such state (trace shows {usage.shows}); nothing to save")
+                   evidence=f"not used by the run (trace shows {usage.shows}); nothing to save")
 
 
 def _class_name(described: dict[str, Any]) -> str:
