@@ -10,11 +10,8 @@ from typing import Sequence
 from parity import session
 from parity.capture.launch import load_provenance
 from parity.checks.base import Tolerance
-from parity.checks.compare import Comparison
 from parity.exceptions import ConfigError, ParityError
-from parity.report.markdown import MarkdownReporter, ReportContext, record_command_line
 from parity.report.render import emit, to_json_text
-from parity.report.resume_report import render_resume_markdown
 from parity.trace import schema
 from parity.trace.reader import load_run
 
@@ -136,18 +133,22 @@ def _exit_for(verdict: str) -> int:
     return {schema.DIFFERENT: DIFFERENCES, schema.NOT_COMPARED: INVALID}.get(verdict, OK)
 
 
-def _render(c: Comparison, ctx: ReportContext, fmt: str, output: str | None) -> None:
+def _render(c: "Comparison", ctx: "ReportContext", fmt: str, output: str | None) -> None:
     if fmt == "json":
         emit(to_json_text(c.to_json()), output)
     else:
+        from parity.report.markdown import MarkdownReporter  # pandas/matplotlib: only when rendering markdown
+
         out = Path(output) if output not in (None, "-") else None
         emit(MarkdownReporter().render(c, ctx, out), output)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    c = session.compare(args.baseline, args.candidate, tolerance=args.tolerance, baseline_repeat=args.repeat,
-                        rank=args.rank, ignore_args=frozenset(args.ignore_arg))
-    base, cand = load_run(args.baseline).traces[args.rank], load_run(args.candidate).traces[args.rank]
+    c, base, cand = session.compare_with_traces(args.baseline, args.candidate, tolerance=args.tolerance,
+                                                baseline_repeat=args.repeat, rank=args.rank,
+                                                ignore_args=frozenset(args.ignore_arg))
+    from parity.report.markdown import ReportContext
+
     cmd = ["parity compare " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "parity compare ..."]
     _render(c, ReportContext(base, cand, commands=cmd), args.format, args.output)
     return _exit_for(c.verdict)
@@ -157,12 +158,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     pair = session.load(args.pair) if args.pair else None
     if pair is None and not (args.baseline and args.candidate) and not args.command:
         raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
+    from parity.report.markdown import ReportContext, record_command_line
+
     runs = session.run_pair(pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
                             steps=args.steps, device=args.device, runs_dir=args.runs_dir, repeat=args.repeat)
     ignore = pair.ignore_args if pair else frozenset()
-    c = session.compare(runs.baseline, runs.candidate, tolerance=args.tolerance, baseline_repeat=runs.baseline_repeat,
-                        ignore_args=ignore)
-    base, cand = load_run(runs.baseline).primary, load_run(runs.candidate).primary
+    c, base, cand = session.compare_with_traces(runs.baseline, runs.candidate, tolerance=args.tolerance,
+                                                baseline_repeat=runs.baseline_repeat, ignore_args=ignore)
     commands = [line for d in (runs.baseline, runs.candidate, runs.baseline_repeat) if d
                 for line in [record_command_line(load_provenance(d), str(d))] if line]
     commands.append("parity " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else "parity report ...")
@@ -202,6 +204,8 @@ def _cmd_resume_check(args: argparse.Namespace) -> int:
     if args.format == "json":
         emit(to_json_text(result.to_json()), args.output)
     else:
+        from parity.report.resume_report import render_resume_markdown
+
         emit(render_resume_markdown(result, ["parity " + " ".join(sys.argv[1:])]), args.output)
     return OK if result.exact else DIFFERENCES
 

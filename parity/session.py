@@ -12,7 +12,7 @@ from parity.checks.compare import CHECK_NAMES, Comparison, compare_traces
 from parity.exceptions import ConfigError
 from parity.pairs import Pair, Side, load_pair
 from parity.sides import record_side, resolve_side
-from parity.trace.reader import Run, load_run
+from parity.trace.reader import Run, Trace, load_run
 
 
 def record(command: Sequence[str], out: str | Path, **options: Any) -> RecordResult:
@@ -30,10 +30,18 @@ def compare(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance
             baseline_repeat: str | Path | None = None, rank: int = 0,
             ignore_args: frozenset[str] = frozenset()) -> Comparison:
     """Compare two recorded runs (rank `rank` of each)."""
-    base, cand = load_run(baseline), load_run(candidate)
+    return compare_with_traces(baseline, candidate, tolerance=tolerance, baseline_repeat=baseline_repeat, rank=rank,
+                               ignore_args=ignore_args)[0]
+
+
+def compare_with_traces(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance = Tolerance(),
+                        baseline_repeat: str | Path | None = None, rank: int = 0,
+                        ignore_args: frozenset[str] = frozenset()) -> tuple[Comparison, Trace, Trace]:
+    """Like `compare`, also returning the two traces it read (reports need them; traces are read once)."""
+    base, cand = _trace_of(load_run(baseline), rank), _trace_of(load_run(candidate), rank)
     repeat = _trace_of(load_run(baseline_repeat), rank) if baseline_repeat else None
-    return compare_traces(_trace_of(base, rank), _trace_of(cand, rank), tolerance=tolerance,
-                          baseline_repeat=repeat, ignore_args=ignore_args)
+    c = compare_traces(base, cand, tolerance=tolerance, baseline_repeat=repeat, ignore_args=ignore_args)
+    return c, base, cand
 
 
 @dataclass

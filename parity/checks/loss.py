@@ -26,10 +26,15 @@ def check_loss(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
     nan_steps = {"baseline": [], "candidate": []}
     last_pair = None
     for i, a, b in aligned(baseline, candidate):
+        la, lb = a.get("losses") or [], b.get("losses") or []
+        if la == lb and not any(l.get("value") == "nan" for l in la):  # fast path: identical and finite
+            if la:
+                compared += 1
+                last_pair = (i, la[0], lb[0])
+            continue
         for side, rec in (("baseline", a), ("candidate", b)):
             if any(l.get("value") == "nan" for l in rec.get("losses", [])):
                 nan_steps[side].append(i)
-        la, lb = a.get("losses") or [], b.get("losses") or []
         if not la and not lb:
             continue
         compared += 1

@@ -21,6 +21,9 @@ def check_lr_schedule(baseline: Trace, candidate: Trace) -> Finding:
     max_abs = max_rel = 0.0
     compared = 0
     for i, a, b in aligned(baseline, candidate):
+        if a.get("groups") == b.get("groups"):  # fast path: one C-level comparison for the common case
+            compared += bool(a.get("groups"))
+            continue
         la, lb = _lrs(a), _lrs(b)
         if not la or not lb:
             continue

@@ -20,6 +20,8 @@ def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
     """
     first = first_inert = None
     for i, a, b in aligned(baseline, candidate):
+        if a["events"] == b["events"]:
+            continue
         if first is None and _relevant(a["events"]) != _relevant(b["events"]):
             first = i
         if first_inert is None and a["events"] != b["events"]:
