@@ -22,7 +22,7 @@ def check_lr_schedule(baseline: Trace, candidate: Trace) -> Finding:
     compared = 0
     for i, a, b in aligned(baseline, candidate):
         if a.get("groups") == b.get("groups"):  # fast path: one C-level comparison for the common case
-            compared += bool(a.get("groups"))
+            compared += any("lr" in g for g in a.get("groups") or [])
             continue
         la, lb = _lrs(a), _lrs(b)
         if not la or not lb:
