@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--runs-dir", default="runs")
     add_output_options(p)
+
+    p = sub.add_parser("audit", help="classify what a checkpoint saves and what the run used but did not save",
+                       formatter_class=fmt, epilog="examples:\n  parity audit runs/a/ckpt/step8.pt --trace runs/a\n"
+                       "  parity audit ckpt_epoch2.pt --against other/ckpt_epoch2.pt --format json\n\n"
+                       "Exit 1 when --trace shows state the run used that the checkpoint lacks.\n" + EPILOG)
+    p.add_argument("checkpoint", help=".pt/.pth/.bin/.ckpt pickle, .safetensors, or a directory of them (HF Trainer)")
+    p.add_argument("--trace", help="run directory of the recorded run that wrote the checkpoint")
+    p.add_argument("--against", help="a second checkpoint: deepdiff of the two structures")
+    p.add_argument("--impact", help="JSON written by `parity resume-check --controls --format json`: attach measured impact")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow unsafe pickles (only for checkpoints you trust)")
+    add_output_options(p)
     return parser
 
 
@@ -210,7 +221,36 @@ def _cmd_resume_check(args: argparse.Namespace) -> int:
     return OK if result.exact else DIFFERENCES
 
 
-COMMANDS = {"record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from parity import audit as audit_api
+
+    loaded = audit_api.load_checkpoint(args.checkpoint, trust=args.trust_checkpoint)
+    result = audit_api.classify(loaded)
+    if args.trace:
+        result = audit_api.compare_with_trace(result, load_run(args.trace).primary)
+    if args.impact:
+        try:
+            controls = json.loads(Path(args.impact).read_text())["controls"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"--impact {args.impact}: not a resume-check JSON with 'controls' ({exc})") from None
+        result = audit_api.attach_impact(result, controls)
+    against = None
+    if args.against:
+        against = audit_api.diff_checkpoints(loaded, audit_api.load_checkpoint(args.against, trust=args.trust_checkpoint))
+    if args.format == "json":
+        data = audit_api.audit_to_json(result)
+        if against is not None:
+            data["against"] = {"checkpoint": args.against, "differences": against}
+        emit(to_json_text(data), args.output)
+    else:
+        emit(audit_api.render_audit_markdown(result, against), args.output)
+    missing = [c for c in result.categories if c.status == audit_api.NOT_SAVED and c.used]
+    return DIFFERENCES if missing else OK
+
+
+COMMANDS = {"audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
             "resume-check": _cmd_resume_check}
 
 

@@ -14,7 +14,7 @@ from parity.checks.base import Tolerance
 
 from conftest import REPO, TOY
 
-SUBCOMMANDS = ["record", "compare", "report", "gate"]
+SUBCOMMANDS = ["record", "compare", "report", "gate", "resume-check", "audit"]
 
 
 def _parity(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -146,3 +146,34 @@ status = "IDENTICAL"
     proc = _parity("gate", "--pair", str(pair), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 1
     assert "expected IDENTICAL, got DIFFERENT" in proc.stderr and "first divergence: step 0, channel lr" in proc.stderr
+
+
+def test_audit_cli_json_and_bad_checkpoints(tmp_path):
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    good = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}, good)
+    proc = _parity("audit", str(good), "--format", "json")
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 0
+    status = {c["category"]: c["status"] for c in data["categories"]}
+    assert status["model"] == "saved" and status["optimizer"] == "saved" and status["rng_torch"] == "not_saved"
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    proc = _parity("audit", str(truncated))
+    assert proc.returncode == 2 and "cut.pt" in proc.stderr and "Traceback" not in proc.stderr
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"args": argparse_namespace()}, unsafe)
+    proc = _parity("audit", str(unsafe))
+    assert proc.returncode == 2 and "--trust-checkpoint" in proc.stderr
+    assert _parity("audit", str(unsafe), "--trust-checkpoint").returncode == 0
+
+
+def argparse_namespace():
+    import argparse
+
+    return argparse.Namespace(lr=0.1)
