@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -79,26 +79,70 @@ def _mix_torch(words: torch.Tensor) -> torch.Tensor:
     return z ^ _lshr(z, 29)
 
 
+def _sum_of(t: torch.Tensor, weighted: bool) -> int | torch.Tensor:
+    """A CPU tensor's sum as an int now; a device tensor's as a 0-d device tensor (no sync)."""
+    if t.device.type == "cpu":
+        with np.errstate(over="ignore"):
+            w = _words_numpy(t)
+            return (int(_mix_numpy(w).sum(dtype=np.uint64)) if weighted else int(w.sum())) & _MASK64
+    w = _words_torch(t)
+    return (_mix_torch(w) if weighted else w).sum()
+
+
+class PendingDigest:
+    """A digest whose device-side sums have been launched but not yet copied to the host.
+
+    Resolving many of them together (`resolve_all`) costs one device-to-host transfer per device, so
+    capture synchronises with the GPU once per step instead of once per digest.
+    """
+
+    __slots__ = ("meta", "sums", "extra", "value")
+
+    def __init__(self, tensors: Sequence[torch.Tensor], weighted: bool, extra: Sequence[object] = ()) -> None:
+        self.meta = [(str(t.dtype), tuple(t.shape)) for t in tensors]
+        self.sums: list[int | torch.Tensor] = [_sum_of(t, weighted) for t in tensors]
+        self.extra = list(extra)
+        self.value: str | None = None
+
+
+def resolve_all(pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
+    """Resolve digests in place and copy `scalars` to the CPU, with one transfer per device."""
+    pending = [p for p in pending if p.value is None]
+    slots: dict[torch.device, list[tuple[Any, int, torch.Tensor]]] = {}
+    for p in pending:
+        for i, s in enumerate(p.sums):
+            if isinstance(s, torch.Tensor):
+                slots.setdefault(s.device, []).append((p, i, s))
+    host_scalars: list[torch.Tensor | None] = [None] * len(scalars)
+    scalar_slots: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+    for j, t in enumerate(scalars):
+        if t.device.type == "cpu":
+            host_scalars[j] = t
+        else:
+            scalar_slots.setdefault(t.device, []).append((j, t))
+    for device in set(slots) | set(scalar_slots):
+        ints = slots.get(device, [])
+        flts = scalar_slots.get(device, [])
+        if ints:
+            values = torch.stack([s for _, _, s in ints]).cpu().tolist()
+            for (p, i, _), v in zip(ints, values):
+                p.sums[i] = v & _MASK64
+        if flts:
+            # One transfer for the device's float scalars too; the dtypes may differ, so cast via
+            # float64 only for transport and restore each scalar's own dtype afterwards (exact).
+            moved = torch.stack([t.to(torch.float64) for _, t in flts]).cpu()
+            for (j, t), v in zip(flts, moved):
+                host_scalars[j] = v.to(t.dtype)
+    for p in pending:
+        p.value = combine([*((m[0], m[1], s) for m, s in zip(p.meta, p.sums)), *p.extra])
+    return host_scalars  # type: ignore[return-value]
+
+
 def tensor_sums(tensors: Sequence[torch.Tensor], weighted: bool) -> list[int]:
-    """One 64-bit sum per tensor; device tensors are reduced on device and moved in one transfer."""
-    out: list[int | None] = [None] * len(tensors)
-    on_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
-    with np.errstate(over="ignore"):
-        for i, t in enumerate(tensors):
-            if t.device.type == "cpu":
-                w = _words_numpy(t)
-                s = int(_mix_numpy(w).sum(dtype=np.uint64)) if weighted else int(w.sum())
-                out[i] = s & _MASK64
-            else:
-                w = _words_torch(t)
-                if weighted:
-                    w = _mix_torch(w)
-                on_device.setdefault(t.device, []).append((i, w.sum()))
-    for items in on_device.values():
-        host = torch.stack([s for _, s in items]).cpu().tolist()
-        for (i, _), s in zip(items, host):
-            out[i] = s & _MASK64
-    return out  # type: ignore[return-value]
+    """One 64-bit sum per tensor (device tensors are reduced on device, moved in one transfer)."""
+    pending = PendingDigest(tensors, weighted)
+    resolve_all([pending])
+    return pending.sums  # type: ignore[return-value]
 
 
 def combine(parts: Iterable[object]) -> str:
@@ -112,8 +156,9 @@ def combine(parts: Iterable[object]) -> str:
 
 def digest_tensors(tensors: Sequence[torch.Tensor], weighted: bool = False) -> str:
     """Digest of an ordered collection of tensors: values, dtypes and shapes."""
-    sums = tensor_sums(tensors, weighted)
-    return combine((str(t.dtype), tuple(t.shape), s) for t, s in zip(tensors, sums))
+    pending = PendingDigest(tensors, weighted)
+    resolve_all([pending])
+    return pending.value  # type: ignore[return-value]
 
 
 def digest_bytes(data: bytes) -> str:

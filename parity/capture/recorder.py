@@ -161,22 +161,29 @@ class Recorder:
 
     def _write_step(self) -> None:
         record = self._current
-        record["losses"] = [self._resolve_loss(x) for x in record["losses"]]
-        if isinstance(record["grad_norm"], dict) and "tensor" in record["grad_norm"]:
-            norm = record["grad_norm"]
-            record["grad_norm"] = {**digest.float_bits(norm.pop("tensor")), "source": norm["source"]}
+        # Everything still on a device is copied to the host here, once per step and per device.
+        pending = [*record["batch"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
+        scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
+        norm = record["grad_norm"]
+        if norm is not None:
+            scalars.append(norm["tensor"])
+        host = iter(digest.resolve_all(pending, scalars))
+        losses = [{**digest.float_bits(next(host))} for _ in record["losses"]]
+        for entry, out in zip(record["losses"], losses):
+            if entry["scale"] is not None:
+                out["scale"] = digest.float_bits(next(host))
+        record["losses"] = losses
+        if norm is not None:
+            record["grad_norm"] = {**digest.float_bits(next(host)), "source": norm["source"]}
+        record["batch"] = [p.value for p in record["batch"]]
+        for key in ("params", "optim_state"):
+            if record[key] is not None:
+                record[key] = record[key].value
         self._ensure_writer().write(record)
         self._step += 1
         self._current = self._new_step()
         self._updated = False
         self._clip_seen = False
-
-    @staticmethod
-    def _resolve_loss(entry: dict[str, Any]) -> dict[str, Any]:
-        out = digest.float_bits(entry["tensor"])
-        if entry.get("scale") is not None:
-            out["scale"] = digest.float_bits(entry["scale"])
-        return out
 
     def event(self, name: str) -> None:
         if self._updated and name in schema.OPENING_EVENTS:
@@ -190,16 +197,17 @@ class Recorder:
     # -- what the patches report ---------------------------------------------------------------
     def on_loss(self, loss: torch.Tensor, scale: torch.Tensor | None) -> None:
         if loss.numel() == 1:
-            self._current["losses"].append({"tensor": loss.detach().clone(), "scale": scale})
+            scale = scale.detach().clone().reshape(()) if isinstance(scale, torch.Tensor) else scale
+            self._current["losses"].append({"tensor": loss.detach().clone().reshape(()), "scale": scale})
 
     def on_clip(self, total_norm: torch.Tensor, max_norm: float, norm_type: float) -> None:
         self._current["clip"] = {"max_norm": digest.json_float(float(max_norm)), "norm_type": digest.json_float(float(norm_type))}
-        self._current["grad_norm"] = {"tensor": total_norm.detach().clone(), "source": "clip_grad_norm_"}
+        self._current["grad_norm"] = {"tensor": total_norm.detach().clone().reshape(()), "source": "clip_grad_norm_"}
         self._clip_seen = True
 
     def on_batch(self, tensors: list[torch.Tensor]) -> None:
         if tensors and self.config.digests_at(self._step):
-            self._current["batch"].append(digest.digest_tensors(tensors, weighted=True))
+            self._current["batch"].append(digest.PendingDigest(tensors, weighted=True))
 
     def before_update(self, optimizer: torch.optim.Optimizer) -> None:
         self._current["groups"] = group_hyperparameters(optimizer)
@@ -213,9 +221,9 @@ class Recorder:
         record = self._current
         record["skipped"] = skipped
         if self.config.digests_at(self._step):
-            record["params"] = digest.digest_tensors(_optimizer_params(optimizer))
+            record["params"] = digest.PendingDigest(_optimizer_params(optimizer), weighted=False)
             tensors, scalars = _optimizer_state_tensors(optimizer)
-            record["optim_state"] = digest.combine([digest.digest_tensors(tensors), *scalars])
+            record["optim_state"] = digest.PendingDigest(tensors, weighted=False, extra=scalars)
             record["rng"] = rng_digests()
         now = time.perf_counter()
         start = self._last_update_end if self._last_update_end is not None else self._first_event_time or now
