@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs")
     add_output_options(p)
 
+    p = sub.add_parser("ablate", help="apply each difference alone to the baseline and revert it alone on the candidate",
+                       formatter_class=fmt, epilog="example:\n  parity ablate --pair toy-ablate --jobs 2 -o reports/toy/toy-ablate.md\n\n"
+                       "Exit 1 when any single change alters training on its own.\n" + EPILOG)
+    p.add_argument("--pair", required=True, help="pair file with [[toggle]] tables (name, baseline args, candidate args)")
+    p.add_argument("--jobs", type=int, default=2, help="runs recorded in parallel (default 2)")
+    add_run_options(p)
+    add_output_options(p)
+
     p = sub.add_parser("audit", help="classify what a checkpoint saves and what the run used but did not save",
                        formatter_class=fmt, epilog="examples:\n  parity audit runs/a/ckpt/step8.pt --trace runs/a\n"
                        "  parity audit ckpt_epoch2.pt --against other/ckpt_epoch2.pt --format json\n\n"
@@ -221,6 +229,20 @@ def _cmd_resume_check(args: argparse.Namespace) -> int:
     return OK if result.exact else DIFFERENCES
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from parity.ablate import ablate
+
+    result = ablate(session.load(args.pair), runs_dir=Path(args.runs_dir), steps=args.steps, device=args.device,
+                    jobs=args.jobs)
+    if args.format == "json":
+        emit(to_json_text(result.to_json()), args.output)
+    else:
+        from parity.report.ablation_report import render_ablation_markdown
+
+        emit(render_ablation_markdown(result, ["parity " + " ".join(sys.argv[1:])]), args.output)
+    return DIFFERENCES if any(t.applied.verdict == schema.DIFFERENT for t in result.toggles) else OK
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     import json
 
@@ -250,7 +272,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return DIFFERENCES if missing else OK
 
 
-COMMANDS = {"audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
+COMMANDS = {"ablate": _cmd_ablate, "audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
             "resume-check": _cmd_resume_check}
 
 

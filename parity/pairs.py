@@ -31,12 +31,14 @@ class Side:
     seed: int | None = 0
     steps: dict[str, int] = field(default_factory=lambda: {"cpu": 20, "cuda": 200})
     deterministic: bool = False
+    setup: list[str] = field(default_factory=list)
+    """Optional command run (not recorded) before the side, e.g. to generate its synthetic data."""
 
-    def render(self, *, steps: int, device: str, out: Path) -> list[str]:
+    def render(self, *, steps: int, device: str, out: Path, template: list[str] | None = None) -> list[str]:
         values = {"python": sys.executable, "steps": steps, "device": device, "out": str(out.resolve()),
                   "seed": self.seed if self.seed is not None else 0}
         try:
-            return [part.format(**values) for part in self.command]
+            return [part.format(**values) for part in (self.command if template is None else template)]
         except (KeyError, IndexError) as exc:
             raise ConfigError(f"{self.name}.command: unknown placeholder {exc}; use {{python}} {{steps}} {{device}} {{out}} {{seed}}") from None
 
@@ -93,7 +95,8 @@ def _side(data: dict[str, Any], name: str, root: Path, where: Path) -> Side:
         steps = {"cpu": steps, "cuda": steps}
     return Side(name=name, command=list(command), cwd=(root / table.get("cwd", ".")).resolve(),
                 env={str(k): str(v) for k, v in table.get("env", {}).items()}, seed=table.get("seed", 0),
-                steps=steps, deterministic=bool(table.get("deterministic", False)))
+                steps=steps, deterministic=bool(table.get("deterministic", False)),
+                setup=[str(a) for a in table.get("setup", [])])
 
 
 def load_pair(spec: str | Path) -> Pair:

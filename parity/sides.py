@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import hashlib
 import shutil
 import sys
@@ -82,7 +84,7 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
     With `cache_dir`, a run with the same command, environment, seed and code revision is reused.
     """
     command = side.render(steps=steps, device=device, out=out)
-    key = cache_key(side.render(steps=steps, device=device, out=Path("OUT")), side, cwd or side.cwd, skip_loads, salt) \
+    key = cache_key(side.render(steps=steps, device=device, out=Path("OUT")) + side.setup, side, cwd or side.cwd, skip_loads, salt) \
         if cache_dir is not None else None
     if key is not None:
         cached = cache_dir / key
@@ -90,6 +92,13 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
             _say(f"reusing cached {label or side.name} ({cached})")
             _link(cached, out)
             return RecordResult(out, 0, 0.0, cached / "output.log")
+    if side.setup:
+        setup = side.render(steps=steps, device=device, out=out, template=side.setup)
+        out.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(setup, cwd=cwd or side.cwd, env={**os.environ, **side.env}, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BaselineError(f"{label or side.name}: setup command {' '.join(setup)} exited with code "
+                                f"{done.returncode}:\n{done.stderr[-1500:]}")
     _say(f"recording {label or side.name}: {' '.join(command)}")
     result = record_command(command, out, seed=side.seed, deterministic=side.deterministic, cwd=cwd or side.cwd,
                             env=side.env, skip_loads=skip_loads, force=True, log_output=True)

@@ -22,6 +22,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+#: Recorded in every trace header; traces with different digest algorithms cannot be compared.
+DIGEST_VERSION = "sum64+wsum64-splitmix/2"
+
 _MASK64 = (1 << 64) - 1
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 

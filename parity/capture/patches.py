@@ -298,7 +298,10 @@ class TorchPatches:
         depth = self._depth.get("forward", 1) - 1
         self._depth["forward"] = depth
         if depth == 0 and torch.is_grad_enabled():
-            self._safe("forward", lambda: self.recorder.on_batch(iter_tensors((args, kwargs))))
+            # Only tensors that do not require grad are data: a root-level loss module also receives
+            # the model's outputs, which depend on the parameters, not on the batch.
+            self._safe("forward", lambda: self.recorder.on_batch(
+                [t for t in iter_tensors((args, kwargs)) if not t.requires_grad]))
 
     def _patch_module_mode(self) -> None:
         patches = self

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from parity.capture import config as cfg
-from parity.capture import metadata, seeding
+from parity.capture import digest, metadata, seeding
 from parity.capture.patches import TorchPatches
 from parity.capture.recorder import Recorder, describe_exception
 from parity.exceptions import ConfigError
@@ -46,7 +46,8 @@ def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None
         raise ConfigError("parity capture is already active in this process; stop it before starting another")
     config = config or cfg.CaptureConfig()
     recorder = Recorder(Path(directory), config, {"meta": metadata.run_metadata(), "seed": seed,
-                                                  "deterministic": deterministic, "skip_loads": sorted(skip_loads)})
+                                                  "deterministic": deterministic, "skip_loads": sorted(skip_loads),
+                                                  "digest": digest.DIGEST_VERSION})
     if seed is not None:
         seeding.seed_everything(seed)
     if deterministic:

@@ -16,6 +16,7 @@ from parity.checks.optimizer_state import check_optimizer_state
 from parity.checks.params import check_params
 from parity.checks.step_order import check_step_order
 from parity.trace import schema
+from parity.exceptions import TraceError
 from parity.trace.reader import Trace
 
 #: Check names in report order; the JSON "checks" list follows it.
@@ -62,6 +63,10 @@ def _verdict(findings: list[Finding]) -> str:
 
 def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance(),
                ignore_args: frozenset[str] = frozenset()) -> list[Finding]:
+    da, db = baseline.header.get("digest"), candidate.header.get("digest")
+    if da != db:
+        raise TraceError(f"{candidate.path}: recorded with digest algorithm {db!r}, but {baseline.path} with {da!r}; "
+                         "digests are only comparable within one algorithm: re-record one side with this parity")
     return [
         check_config(baseline, candidate, ignore_args),
         check_step_order(baseline, candidate),
