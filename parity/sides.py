@@ -92,6 +92,9 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
             _say(f"reusing cached {label or side.name} ({cached})")
             _link(cached, out)
             return RecordResult(out, 0, 0.0, cached / "output.log")
+    # Pair runs live in directories parity owns: start each from an empty one, so that nothing a
+    # previous recording left (a last.bin a trainer would resume from, stale outputs) leaks in.
+    shutil.rmtree(out, ignore_errors=True)
     if side.setup:
         setup = side.render(steps=steps, device=device, out=out, template=side.setup)
         out.mkdir(parents=True, exist_ok=True)
