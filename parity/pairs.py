@@ -33,12 +33,15 @@ class Side:
     deterministic: bool = False
     setup: list[str] = field(default_factory=list)
     """Optional command run (not recorded) before the side, e.g. to generate its synthetic data."""
+    device_args: dict[str, list[str]] = field(default_factory=dict)
+    """Arguments appended on one device only, e.g. {"cuda": ["--model-preset", "base"]}."""
 
     def render(self, *, steps: int, device: str, out: Path, template: list[str] | None = None) -> list[str]:
         values = {"python": sys.executable, "steps": steps, "device": device, "out": str(out.resolve()),
                   "seed": self.seed if self.seed is not None else 0}
         try:
-            return [part.format(**values) for part in (self.command if template is None else template)]
+            parts = self.command + self.device_args.get(device, []) if template is None else template
+            return [part.format(**values) for part in parts]
         except (KeyError, IndexError) as exc:
             raise ConfigError(f"{self.name}.command: unknown placeholder {exc}; use {{python}} {{steps}} {{device}} {{out}} {{seed}}") from None
 
@@ -96,7 +99,8 @@ def _side(data: dict[str, Any], name: str, root: Path, where: Path) -> Side:
     return Side(name=name, command=list(command), cwd=(root / table.get("cwd", ".")).resolve(),
                 env={str(k): str(v) for k, v in table.get("env", {}).items()}, seed=table.get("seed", 0),
                 steps=steps, deterministic=bool(table.get("deterministic", False)),
-                setup=[str(a) for a in table.get("setup", [])])
+                setup=[str(a) for a in table.get("setup", [])],
+                device_args={str(k): [str(a) for a in v] for k, v in table.get("device_args", {}).items()})
 
 
 def load_pair(spec: str | Path) -> Pair:

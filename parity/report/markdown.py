@@ -136,6 +136,21 @@ def _environment(ctx: ReportContext) -> list[dict[str, Any]]:
     return rows
 
 
+def _performance(ctx: ReportContext) -> list[dict[str, Any]]:
+    """Steps/s and peak memory of each side, from the trace (first step left out: warm-up)."""
+    rows = []
+    for trace, label in ((ctx.baseline, ctx.labels[0]), (ctx.candidate, ctx.labels[1])):
+        walls = sorted(s["wall_ms"] for s in trace.steps[1:] if s.get("wall_ms"))
+        median = walls[len(walls) // 2] if walls else None
+        peak = max((s.get("peak_mem_bytes") or 0 for s in trace.steps), default=0)
+        ops = trace.meta.get("nondeterministic_ops") or []
+        rows.append({"side": label, "steps": len(trace.steps), "median step (ms)": round(median, 2) if median else "n/a",
+                     "steps/s": round(1000 / median, 2) if median else "n/a", "peak memory (MiB)": round(peak / 2**20, 1),
+                     "device": trace.header.get("meta", {}).get("device"),
+                     "ops without a deterministic kernel": ", ".join(ops) if trace.header.get("deterministic") else "(not in deterministic mode)"})
+    return rows
+
+
 def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
     lines = [f"### {_TITLES[f.name]}: {_ICON[f.status]} {f.status}", "", f.summary + ".", ""]
     expected = ctx.expectations.get(f.name)
@@ -186,6 +201,8 @@ class MarkdownReporter:
             plots = write_plots(ctx.baseline, ctx.candidate, outfile.with_suffix(""), ctx.labels)
             lines += ["## Plots", ""] + [f"![{kind}]({p.name})" for kind, p in plots.items()] + [""]
         lines += ["## Recommendations", "", *[f"- {r}" for r in _recommendations(c, ctx)], "",
+                  "## Performance", "", "Wall time per step includes data loading and capture; peak memory is the CUDA "
+                  "allocator's peak on GPU and the process's peak RSS on CPU.", "", _table(_performance(ctx)), "",
                   "## Environment", "", _table(_environment(ctx)), "",
                   "## Reproduce", "", "Every number above comes from these commands:", "", "```bash",
                   *ctx.commands, "```", ""]

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Everything parity measures on a GPU machine, in one call per phase. Results land in reports/gpu/
+# (and, on the lent device machine, as reports.tgz under $OUT).
+#   bash benchmarks/gpu_session.sh single   # one GPU: histocc + nsd pairs, capture overhead
+#   bash benchmarks/gpu_session.sh ddp      # two GPUs: histocc DDP pair over NCCL; CLIP+DoRA resume on one of them
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .whl ]; then  # the device machine has no network: dependencies it lacks travel as wheels
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p reports/gpu
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee reports/gpu/device.txt
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a reports/gpu/device.txt
+case "${1:-single}" in
+  single)
+    python3 -m parity report --pair gpu-histocc-occpast --device cuda -o reports/gpu/histocc-vs-occpast.md
+    python3 benchmarks/capture_overhead.py --device cuda --preset gpu --rounds 5 --steps 10 \
+      --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
+    python3 -m parity report --pair gpu-nsd-baseline-vs-run11 --device cuda -o reports/gpu/nsd-baseline-vs-run11.md
+    ;;
+  ddp)
+    python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
+    python3 -m parity resume-check --pair gpu-clip-dora-complete --device cuda --controls -o reports/gpu/clip-dora-resume.md
+    ;;
+esac
+if [ -n "${OUT:-}" ]; then tar czf "$OUT/reports.tgz" reports/gpu runs/*/baseline/output.log runs/*/candidate/output.log 2>/dev/null; fi
