@@ -17,6 +17,8 @@ from parity.trace import schema
 from parity.trace.reader import Trace
 
 _ICON = {schema.IDENTICAL: "✅", schema.EQUIVALENT: "🟰", schema.DIFFERENT: "❌", schema.NOT_COMPARED: "➖"}
+_MAX_CONFIG_ROWS = 12
+_ABSENT = (None, "(absent)")
 _TITLES = {"config": "Configuration", "step_order": "Loop order", "data": "Data (batches)", "loss": "Loss",
            "grad_norm": "Gradient norm and clipping", "lr_schedule": "Learning-rate schedule",
            "params": "Parameters", "optimizer_state": "Optimizer state"}
@@ -72,13 +74,17 @@ def _summary_lines(c: Comparison, ctx: ReportContext) -> list[str]:
 def _quick_reference(c: Comparison, ctx: ReportContext) -> list[dict[str, Any]]:
     rows = []
     training_differs = c.verdict == schema.DIFFERENT
-    for change in c.finding("config").evidence.get("changes", []):
+    changes = c.finding("config").evidence.get("changes", [])
+    for change in changes[:_MAX_CONFIG_ROWS]:
         if training_differs:
             affects = "Possibly: training differs (see first divergence); `parity ablate` attributes it"
         else:
             affects = f"No: training channels are {c.verdict}"
         rows.append({"aspect": f"config `{change['path'].replace('root', '')}`", "baseline": change.get("baseline", "(absent)"),
                      "candidate": change.get("candidate", "(absent)"), "affects training?": affects})
+    if len(changes) > _MAX_CONFIG_ROWS:
+        rows.append({"aspect": f"... {len(changes) - _MAX_CONFIG_ROWS} more settings", "baseline": "", "candidate": "",
+                     "affects training?": "listed under Checks > Configuration"})
     rows.append({"aspect": "final loss", "baseline": _final_loss(ctx.baseline), "candidate": _final_loss(ctx.candidate),
                  "affects training?": _affects(c.finding("loss"))})
     for f in c.findings:
@@ -91,12 +97,21 @@ def _quick_reference(c: Comparison, ctx: ReportContext) -> list[dict[str, Any]]:
 def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
     out = []
     config_changes = c.finding("config").evidence.get("changes", [])
-    arg_changes = [ch for ch in config_changes if ch["path"].startswith("root['argparse']")]
+    # Only values both sides set count as "give the candidate the baseline's value"; an option that
+    # exists on one side only (or is None: unset) cannot be copied across.
+    arg_changes = [ch for ch in config_changes if ch["path"].startswith("root['argparse']")
+                   and ch.get("baseline", "(absent)") not in _ABSENT and ch.get("candidate", "(absent)") not in _ABSENT]
     if c.verdict == schema.IDENTICAL:
         out.append(f"The candidate reproduces the baseline bit for bit over {min(len(ctx.baseline.steps), len(ctx.candidate.steps))} "
                    "steps in every measured channel; nothing needs to change to reproduce it.")
         if c.finding("step_order").status != schema.IDENTICAL:
             out.append("The loop order differs, but every training channel is bit-identical: the reordering is harmless here.")
+    if c.noise and c.noise["deterministic"]:
+        ops = c.noise["nondeterministic_ops"]
+        note = (f"; torch reported ops without a deterministic kernel ({', '.join(ops)}), but they did not change any bit here"
+                if ops else "")
+        out.append(f"The baseline was recorded twice and is bit-identical with itself{note}: every difference above is "
+                   "attributable to the candidate.")
     if c.noise and not c.noise["deterministic"]:
         ops = ", ".join(c.noise["nondeterministic_ops"]) or "no op reported by torch"
         out.append(f"The baseline is not deterministic with itself (noise floor: loss rel {c.noise['loss_max_rel']:.3g}; "
