@@ -23,6 +23,7 @@ case "${1:-single}" in
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
     python3 -m parity resume-check --pair gpu-clip-dora-complete --device cuda --controls -o reports/gpu/clip-dora-resume.md
+    python3 -m parity report --pair gpu-nsd-baseline-vs-run11 --device cuda -o reports/gpu/nsd-baseline-vs-run11.md
     ;;
 esac
-if [ -n "${OUT:-}" ]; then tar czf "$OUT/reports.tgz" reports/gpu runs/*/baseline/output.log runs/*/candidate/output.log 2>/dev/null; fi
+if [ -n "${OUT:-}" ]; then tar czf "$OUT/reports.tgz" reports/gpu runs/*/*/output.log runs/*/*/trace-rank*.jsonl runs/*/*/run.json 2>/dev/null; fi
