@@ -40,7 +40,7 @@ def test_planted_different_batch() -> None:
     cand = BATCHES[:3] + [[_batch(99)], [_batch(4)]]
     f = check_data(_trace(*BATCHES), _trace(*cand))
     assert f.status == schema.DIFFERENT and f.first_divergent_step == 3
-    assert f.evidence["baseline_digest"] == BATCHES[3] and f.evidence["candidate_digest"] == [_batch(99)]
+    assert f.evidence["batch"]["baseline_digest"] == BATCHES[3] and f.evidence["batch"]["candidate_digest"] == [_batch(99)]
 
 
 def test_shuffled_samples_within_a_batch_are_caught() -> None:
@@ -65,3 +65,21 @@ def test_steps_without_digests_on_one_side_are_skipped() -> None:
     cand = [b if i % 2 == 0 else [] for i, b in enumerate(BATCHES)]
     f = check_data(_trace(*BATCHES), _trace(*cand))
     assert f.status == schema.IDENTICAL and f.evidence["steps_compared"] == 3
+
+
+def test_loader_batches_equal_but_model_inputs_differ_is_augmentation() -> None:
+    base, cand = _trace(*BATCHES), _trace(*BATCHES[:2], [_batch(7)], *BATCHES[3:])
+    for trace in (base, cand):
+        for step in trace.steps:
+            step["loader"] = ["same-loader-digest"]
+    f = check_data(base, cand)
+    assert f.status == schema.DIFFERENT and f.first_divergent_step == 2
+    assert "augmentation or noise" in f.summary and f.evidence["loader_steps_compared"] == 5
+
+
+def test_loader_batches_differ_first() -> None:
+    base, cand = _trace(*BATCHES), _trace(*BATCHES)
+    for i, (a, b) in enumerate(zip(base.steps, cand.steps)):
+        a["loader"], b["loader"] = [f"l{i}"], [f"l{i}" if i < 1 else f"other{i}"]
+    f = check_data(base, cand)
+    assert f.first_divergent_step == 1 and "DataLoader's batches differ" in f.summary

@@ -14,7 +14,7 @@ from parity.checks.base import Tolerance
 
 from conftest import REPO, TOY
 
-SUBCOMMANDS = ["record", "compare", "report", "gate", "resume-check", "audit"]
+SUBCOMMANDS = ["record", "compare", "report", "gate", "resume-check", "audit", "ablate"]
 
 
 def _parity(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -39,6 +39,12 @@ def test_public_flags_are_frozen():
     assert flags["gate"] == sorted(["--device", "--format", "--pair", "--runs-dir", "--steps", "-h", "--help"])
     assert flags["report"] == sorted(["--baseline", "--candidate", "--command", "--device", "--format", "--pair", "--repeat",
                                       "--runs-dir", "--steps", "--tolerance", "-o", "--output", "-h", "--help"])
+    assert flags["resume-check"] == sorted(["--controls", "--device", "--format", "--no-double", "--pair", "--runs-dir",
+                                            "--splits", "-o", "--output", "-h", "--help"])
+    assert flags["audit"] == sorted(["--against", "--format", "--impact", "--trace", "--trust-checkpoint", "-o", "--output",
+                                     "-h", "--help"])
+    assert flags["ablate"] == sorted(["--device", "--format", "--jobs", "--pair", "--runs-dir", "--steps", "-o", "--output",
+                                      "-h", "--help"])
     assert set(flags) == set(SUBCOMMANDS)
 
 
@@ -63,7 +69,7 @@ def test_compare_maps_arguments_to_the_facade(monkeypatch, tmp_path):
         seen.update(kwargs, baseline=baseline, candidate=candidate)
         raise cli.ParityError("stop here")
 
-    monkeypatch.setattr(cli.session, "compare", fake_compare)
+    monkeypatch.setattr(cli.session, "compare_with_traces", fake_compare)
     code = cli.main(["compare", "A", "B", "--tolerance", "loss:2ulp", "--rank", "1", "--ignore-arg", "out"])
     assert code == cli.INVALID
     assert seen["baseline"] == "A" and seen["tolerance"] == Tolerance(ulps=2) and seen["rank"] == 1

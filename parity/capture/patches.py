@@ -104,6 +104,7 @@ class TorchPatches:
         self._patch_schedulers()
         self._patch_scaler()
         self._patch_module_mode()
+        self._patch_loader()
         self._patch(torch, "save", self._simple_event(schema.EV_SAVE))
         self._patch(argparse.ArgumentParser, "parse_known_args", self._wrap_parse)
         for owner, name, kind in rng_restore_targets(self.skip_loads):
@@ -294,10 +295,30 @@ class TorchPatches:
             name = schema.EV_FORWARD if torch.is_grad_enabled() else schema.EV_FORWARD_NO_GRAD
             self._safe("forward", self.recorder.event, name)
 
+    def _patch_loader(self) -> None:
+        from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+        patches = self
+
+        def make(original: Callable) -> Callable:
+            def __next__(self: Any) -> Any:
+                batch = original(self)  # StopIteration passes through untouched
+                if torch.is_grad_enabled():
+                    patches._safe("loader", patches.recorder.event, schema.EV_DATA)
+                    patches._safe("loader", lambda: patches.recorder.on_loader_batch(
+                        [t for t in iter_tensors(batch) if not t.requires_grad]))
+                else:
+                    patches._safe("loader", patches.recorder.event, schema.EV_DATA_NO_GRAD)
+                return batch
+            return __next__
+        self._patch(_BaseDataLoaderIter, "__next__", make)
+
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         depth = self._depth.get("forward", 1) - 1
         self._depth["forward"] = depth
-        if depth == 0 and torch.is_grad_enabled():
+        # A root module without trainable parameters (a frozen smoother, a loss) is not "the model":
+        # a trainer that calls model.forward() directly makes its submodules roots.
+        if depth == 0 and torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()):
             # Only tensors that do not require grad are data: a root-level loss module also receives
             # the model's outputs, which depend on the parameters, not on the batch.
             self._safe("forward", lambda: self.recorder.on_batch(

@@ -156,13 +156,13 @@ class Recorder:
     # -- step bookkeeping --------------------------------------------------------------------
     def _new_step(self) -> dict[str, Any]:
         return {"type": schema.STEP, "step": self._step, "events": [], "losses": [], "groups": [],
-                "grad_norm": None, "clip": None, "batch": [], "params": None, "optim_state": None,
+                "grad_norm": None, "clip": None, "batch": [], "loader": [], "params": None, "optim_state": None,
                 "rng": None, "wall_ms": None, "peak_mem_bytes": None, "skipped": False}
 
     def _write_step(self) -> None:
         record = self._current
         # Everything still on a device is copied to the host here, once per step and per device.
-        pending = [*record["batch"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
+        pending = [*record["batch"], *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
         scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
         norm = record["grad_norm"]
         if norm is not None:
@@ -176,6 +176,7 @@ class Recorder:
         if norm is not None:
             record["grad_norm"] = {**digest.float_bits(next(host)), "source": norm["source"]}
         record["batch"] = [p.value for p in record["batch"]]
+        record["loader"] = [p.value for p in record["loader"]]
         for key in ("params", "optim_state"):
             if record[key] is not None:
                 record[key] = record[key].value
@@ -208,6 +209,10 @@ class Recorder:
     def on_batch(self, tensors: list[torch.Tensor]) -> None:
         if tensors and self.config.digests_at(self._step):
             self._current["batch"].append(digest.PendingDigest(tensors, weighted=True))
+
+    def on_loader_batch(self, tensors: list[torch.Tensor]) -> None:
+        if tensors and self.config.digests_at(self._step):
+            self._current["loader"].append(digest.PendingDigest(tensors, weighted=True))
 
     def before_update(self, optimizer: torch.optim.Optimizer) -> None:
         self._current["groups"] = group_hyperparameters(optimizer)

@@ -3,7 +3,8 @@
 Stdlib only, so that the injected capture code and the readers agree without importing torch.
 
 Changelog of SCHEMA_VERSION:
-  1 -- first version: header, meta, step and end records in JSON Lines.
+  1 -- first version: header, meta, step and end records in JSON Lines; step records carry
+       `batch` (root-module inputs) and `loader` (DataLoader batches) digests.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ STEP_FIELDS = (
     "grad_norm",
     "clip",
     "batch",
+    "loader",
     "params",
     "optim_state",
     "rng",
@@ -47,6 +49,8 @@ LEVEL_MINIMAL = "minimal"    # losses, learning rates and events only
 LEVELS = (LEVEL_FULL, LEVEL_EVERY, LEVEL_MINIMAL)
 
 # Event names: the loop order is data.
+EV_DATA = "next(batch)"
+EV_DATA_NO_GRAD = "next(batch)[no_grad]"
 EV_ZERO_GRAD = "zero_grad"
 EV_FORWARD = "forward"
 EV_FORWARD_NO_GRAD = "forward[no_grad]"
@@ -63,10 +67,10 @@ EV_TRAIN_MODE = "train()"
 EV_EVAL_MODE = "eval()"
 
 #: Events that start the next update: after an optimizer step, the first of these opens a new step.
-OPENING_EVENTS = frozenset({EV_ZERO_GRAD, EV_FORWARD, EV_BACKWARD, EV_SCALER_SCALE})
+OPENING_EVENTS = frozenset({EV_DATA, EV_ZERO_GRAD, EV_FORWARD, EV_BACKWARD, EV_SCALER_SCALE})
 
 #: Events that cannot change what the optimizer sees: shown in reports, never a verdict by themselves.
-INERT_EVENTS = frozenset({EV_SAVE, EV_FORWARD_NO_GRAD, EV_TRAIN_MODE, EV_EVAL_MODE})
+INERT_EVENTS = frozenset({EV_SAVE, EV_FORWARD_NO_GRAD, EV_DATA_NO_GRAD, EV_TRAIN_MODE, EV_EVAL_MODE})
 
 # End-record statuses.
 END_OK = "ok"
