@@ -322,7 +322,7 @@ class TorchPatches:
             # Only tensors that do not require grad are data: a root-level loss module also receives
             # the model's outputs, which depend on the parameters, not on the batch.
             self._safe("forward", lambda: self.recorder.on_batch(
-                [t for t in iter_tensors((args, kwargs)) if not t.requires_grad]))
+                [t for t in iter_tensors((args, kwargs)) if not t.requires_grad], type(module).__name__))
 
     def _patch_module_mode(self) -> None:
         patches = self

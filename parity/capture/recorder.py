@@ -100,6 +100,7 @@ class Recorder:
         self._last_update_end: float | None = None
         self._first_event_time: float | None = None
         self._warned = False
+        self._fetched: digest.PendingDigest | None = None
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class Recorder:
     def _write_step(self) -> None:
         record = self._current
         # Everything still on a device is copied to the host here, once per step and per device.
-        pending = [*record["batch"], *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
+        pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
         scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
         norm = record["grad_norm"]
         if norm is not None:
@@ -175,7 +176,7 @@ class Recorder:
         record["losses"] = losses
         if norm is not None:
             record["grad_norm"] = {**digest.float_bits(next(host)), "source": norm["source"]}
-        record["batch"] = [p.value for p in record["batch"]]
+        record["batch"] = [f"{module}:{p.value}" for module, p in record["batch"]]
         record["loader"] = [p.value for p in record["loader"]]
         for key in ("params", "optim_state"):
             if record[key] is not None:
@@ -206,13 +207,21 @@ class Recorder:
         self._current["grad_norm"] = {"tensor": total_norm.detach().clone().reshape(()), "source": "clip_grad_norm_"}
         self._clip_seen = True
 
-    def on_batch(self, tensors: list[torch.Tensor]) -> None:
+    def on_batch(self, tensors: list[torch.Tensor], module: str) -> None:
+        self._use_fetched()
         if tensors and self.config.digests_at(self._step):
-            self._current["batch"].append(digest.PendingDigest(tensors, weighted=True))
+            self._current["batch"].append((module, digest.PendingDigest(tensors, weighted=True)))
 
     def on_loader_batch(self, tensors: list[torch.Tensor]) -> None:
+        # Held until a training forward uses it: a batch fetched and dropped (a resumed run skipping
+        # what it already consumed) is not data this step trained on; the last fetch before a forward is.
         if tensors and self.config.digests_at(self._step):
-            self._current["loader"].append(digest.PendingDigest(tensors, weighted=True))
+            self._fetched = digest.PendingDigest(tensors, weighted=True)
+
+    def _use_fetched(self) -> None:
+        if self._fetched is not None:
+            self._current["loader"].append(self._fetched)
+            self._fetched = None
 
     def before_update(self, optimizer: torch.optim.Optimizer) -> None:
         self._current["groups"] = group_hyperparameters(optimizer)

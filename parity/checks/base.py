@@ -66,12 +66,14 @@ def aligned(baseline: Trace, candidate: Trace) -> Iterator[tuple[int, dict, dict
         yield i, a, b
 
 
-def first_mismatch(baseline: Trace, candidate: Trace, key: Callable[[dict], Any]) -> tuple[int | None, int]:
-    """First step whose `key` differs (None values are skipped as 'not captured'), and steps compared."""
+def first_mismatch(baseline: Trace, candidate: Trace, key: Callable[[dict], Any],
+                   comparable: Callable[[Any, Any], bool] | None = None) -> tuple[int | None, int]:
+    """First step whose `key` differs, and the number of steps compared. None values (not captured) and
+    pairs that `comparable` rejects are skipped."""
     compared = 0
     for i, a, b in aligned(baseline, candidate):
         va, vb = key(a), key(b)
-        if va is None or vb is None:
+        if va is None or vb is None or (comparable is not None and not comparable(va, vb)):
             continue
         compared += 1
         if va != vb:

@@ -10,6 +10,16 @@ from parity.trace.reader import Trace
 _CHANNELS = (("loader", "DataLoader batches"), ("batch", "model inputs"))
 
 
+def _roots(entries: list[str]) -> list[str]:
+    return [e.rpartition(":")[0] for e in entries]
+
+
+def _same_roots(a: list[str], b: list[str]) -> bool:
+    """Model inputs compare only when the same root modules ran: a trainer that calls model.forward()
+    directly makes its submodules the roots, and their inputs are not the other side's batch."""
+    return _roots(a) == _roots(b)
+
+
 def check_data(baseline: Trace, candidate: Trace) -> Finding:
     """IDENTICAL when the loader produced bit-identical batches in the same order and the model's root
     forward saw bit-identical inputs (order-sensitive digests); each part is compared where both sides
@@ -17,7 +27,8 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
     evidence: dict = {"strength": "exact bits (order-sensitive wsum64 digest)"}
     firsts = {}
     for field, what in _CHANNELS:
-        first, compared = first_mismatch(baseline, candidate, lambda s, f=field: s.get(f) or None)
+        first, compared = first_mismatch(baseline, candidate, lambda s, f=field: s.get(f) or None,
+                                         comparable=_same_roots if field == "batch" else None)
         evidence[f"{field}_steps_compared"] = compared
         if compared and first is not None:
             firsts[field] = first

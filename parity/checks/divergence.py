@@ -32,7 +32,8 @@ def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
     if reordered:
         seq = f"; the loop order differs there: {' > '.join(order.evidence['baseline'])} vs {' > '.join(order.evidence['candidate'])}"
     if channel == "data":
-        return f"{by_name['data'].summary}: data order, sampler seeding or augmentation changed{_config_hint(config, 'argparse')}{seq}."
+        return (f"the batches differ from step {step} ({by_name['data'].summary}): data order, sampler seeding or "
+                f"augmentation changed{_config_hint(config, 'argparse')}{seq}.")
     if channel == "loss":
         where = "the initial model or the forward/loss computation" if step == 0 else "the forward pass or loss computation (dropout, reduction, RNG use)"
         return f"same batches{' and parameters' if step else ''}, different loss at step {step}: {where} differs{_config_hint(config, 'argparse')}{seq}."
