@@ -79,7 +79,19 @@ class PairFile(pytest.File):
             yield item
 
 
-class PairItem(pytest.Item):
+class _GateItem(pytest.Item):
+    """Shared reporting: a mismatch prints its one-paragraph explanation, not a traceback."""
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, PairMismatch):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"parity {self.name}"
+
+
+class PairItem(_GateItem):
     def __init__(self, *, check: str, expected: str, reason: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check, self.expected, self.reason = check, expected, reason
@@ -102,16 +114,8 @@ class PairItem(pytest.Item):
             raise PairMismatch(f"{self.check}: expected {self.expected} ({self.reason}), got {actual} at step {step}: "
                                f"{summary}{first}")
 
-    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
-        if isinstance(excinfo.value, PairMismatch):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
 
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, f"parity pair {self.name}"
-
-
-class ResumeItem(pytest.Item):
+class ResumeItem(_GateItem):
     """Runs the pair's [resume] protocol at its first split (no controls, no double resume) and checks
     exactness as declared."""
 
@@ -133,11 +137,3 @@ class ResumeItem(pytest.Item):
             details = "; ".join(f"split {s.at}: {s.diagnosis or 'exact'}" for s in result.splits + result.double)
             raise PairMismatch(f"resume expected {'EXACT' if self.expected else 'NOT exact'}, measured "
                                f"{'EXACT' if result.exact else 'NOT exact'}: {details}")
-
-    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
-        if isinstance(excinfo.value, PairMismatch):
-            return str(excinfo.value)
-        return str(super().repr_failure(excinfo))
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, f"parity resume {self.name}"

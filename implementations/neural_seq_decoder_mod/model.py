@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from reference.neural_seq_decoder.model import GRUDecoder
+from reference.neural_seq_decoder.model import GRUDecoder, build_model
 
 
 class ModGRUDecoder(GRUDecoder):
@@ -34,19 +34,5 @@ class ModGRUDecoder(GRUDecoder):
 
 def build_mod_model(args: dict, n_days: int) -> ModGRUDecoder:
     """Same construction as the reference's build_model, plus the two optional layers."""
-    model = ModGRUDecoder(
-        neural_dim=args["nInputFeatures"],
-        n_classes=args["nClasses"],
-        hidden_dim=args["nUnits"],
-        layer_dim=args["nLayers"],
-        nDays=n_days,
-        dropout=args["dropout"],
-        device=args["device"],
-        strideLen=args["strideLen"],
-        kernelLen=args["kernelLen"],
-        gaussianSmoothWidth=args["gaussianSmoothWidth"],
-        bidirectional=args["bidirectional"],
-        layer_norm=args["layer_norm"],
-        input_dropout=args["input_dropout"],
-    )
-    return model.to(args["device"])
+    return build_model(args, n_days, cls=ModGRUDecoder, layer_norm=args["layer_norm"],
+                       input_dropout=args["input_dropout"])

@@ -143,9 +143,11 @@ class GRUDecoder(nn.Module):
         return self.head(self.frontend(neuralInput, dayIdx))
 
 
-def build_model(args: dict, n_days: int) -> GRUDecoder:
-    """Construct from config keys on the CPU generator, then move to ``args['device']``."""
-    model = GRUDecoder(
+def build_model(args: dict, n_days: int, cls: type = None, **extra) -> GRUDecoder:
+    """Construct from config keys on the CPU generator, then move to ``args['device']``.
+
+    ``cls`` and ``extra`` let a subclass (the modified decoder) reuse the same construction order."""
+    model = (cls or GRUDecoder)(
         neural_dim=args["nInputFeatures"],
         n_classes=args["nClasses"],
         hidden_dim=args["nUnits"],
@@ -157,5 +159,6 @@ def build_model(args: dict, n_days: int) -> GRUDecoder:
         kernelLen=args["kernelLen"],
         gaussianSmoothWidth=args["gaussianSmoothWidth"],
         bidirectional=args["bidirectional"],
+        **extra,
     )
     return model.to(args["device"])
