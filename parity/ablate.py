@@ -68,6 +68,14 @@ def load_toggles(pair: Pair) -> tuple[list[Toggle], Metrics | None]:
     return toggles, (Metrics(m["file"], list(m.get("keys", []))) if m else None)
 
 
+def stability(trace: Trace) -> dict[str, Any]:
+    """Largest pre-clip gradient norm and the first step with a non-finite loss: the instability signals."""
+    norms = [as_float(s["grad_norm"]["value"]) for s in trace.steps if s.get("grad_norm")]
+    finite = [n for n in norms if n == n and n != float("inf")]
+    bad = next((s["step"] for s in trace.steps for l in s.get("losses", []) if l["value"] in ("nan", "inf", "-inf")), None)
+    return {"max_grad_norm": max(finite) if finite else None, "first_nonfinite_loss_step": bad}
+
+
 def final_loss(trace: Trace, tail: float = 0.1) -> float | None:
     """Mean loss over the last 10% of steps: less sensitive to one noisy batch than the last value."""
     losses = [as_float(s["losses"][0]["value"]) for s in trace.steps if s.get("losses")]
@@ -85,6 +93,7 @@ class ToggleResult:
     applied_effect: float | None
     reverted_effect: float | None
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    stability: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         def side(c: Comparison, effect: float | None) -> dict[str, Any]:
@@ -93,7 +102,8 @@ class ToggleResult:
                     "final_loss_rel_change": effect}
         return {"name": self.toggle.name, "baseline_args": self.toggle.baseline, "candidate_args": self.toggle.candidate,
                 "applied_to_baseline": side(self.applied, self.applied_effect),
-                "reverted_on_candidate": side(self.reverted, self.reverted_effect), "metrics": self.metrics}
+                "reverted_on_candidate": side(self.reverted, self.reverted_effect), "metrics": self.metrics,
+                "stability_applied": self.stability}
 
 
 @dataclass
@@ -104,11 +114,13 @@ class AblationResult:
     toggles: list[ToggleResult]
     finals: dict[str, float | None]
     metrics: dict[str, dict[str, float | None]]
+    stability: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"pair": self.pair.name, "baseline_vs_candidate": self.baseline.verdict,
                 "first_divergence": self.baseline.first_divergence, "noise_floor_final_loss_rel": self.noise_floor,
-                "final_loss": self.finals, "metrics": self.metrics, "toggles": [t.to_json() for t in self.toggles]}
+                "final_loss": self.finals, "metrics": self.metrics, "stability": self.stability,
+                "toggles": [t.to_json() for t in self.toggles]}
 
 
 def _with_args(side: Side, extra: list[str], label: str) -> Side:
@@ -153,9 +165,10 @@ def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str 
         reverted = compare_traces(traces["candidate"], traces[r], ignore_args=ignore)
         effect = lambda x, y: None if finals[x] is None or finals[y] is None else (finals[y] - finals[x]) / abs(finals[x] or 1)
         results.append(ToggleResult(t, applied, reverted, effect("baseline", a), effect(r, "candidate"),
-                                    {k: run_metrics[k] for k in (a, r)} if run_metrics else {}))
+                                    {k: run_metrics[k] for k in (a, r)} if run_metrics else {}, stability(traces[a])))
     base = compare_traces(traces["baseline"], traces["candidate"], baseline_repeat=traces["baseline-repeat"], ignore_args=ignore)
-    return AblationResult(pair, base, noise, results, finals, run_metrics)
+    return AblationResult(pair, base, noise, results, finals, run_metrics,
+                          {k: stability(traces[k]) for k in ("baseline", "candidate")})
 
 
 class _NoBar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import subprocess
 import hashlib
@@ -47,6 +48,9 @@ def git_worktree(rev: str, start: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_NOT_CODE = ("reports/*", "*.md", "*.png")
+
+
 def code_revision(start: Path) -> str | None:
     """Commit plus a hash of uncommitted changes (tracked diffs, untracked names and sizes); None outside git."""
     try:
@@ -55,8 +59,12 @@ def code_revision(start: Path) -> str | None:
         repo = git.Repo(start, search_parent_directories=True)
         h = hashlib.blake2b(digest_size=8)
         h.update(repo.head.commit.hexsha.encode())
-        h.update(repo.git.diff("HEAD").encode())
+        # Documents and generated reports cannot change a run; leaving them out keeps the cache valid
+        # while reports are being regenerated.
+        h.update(repo.git.diff("HEAD", "--", ".", *(f":(exclude){p}" for p in _NOT_CODE)).encode())
         for name in sorted(repo.untracked_files):
+            if any(fnmatch.fnmatch(name, p) for p in _NOT_CODE):
+                continue
             path = Path(repo.working_tree_dir) / name
             h.update(f"{name}:{path.stat().st_size if path.exists() else -1}".encode())
         return h.hexdigest()

@@ -31,6 +31,8 @@ def render_ablation_markdown(result: AblationResult, commands: list[str]) -> str
                "final loss change ": _fmt(t.reverted_effect)}
         for k in keys:
             row[f"{k} (baseline + change)"] = _fmt(t.metrics.get(f"apply-{t.toggle.name}", {}).get(k), pct=False)
+        row["max grad norm (baseline + change)"] = _fmt(t.stability.get("max_grad_norm"), pct=False)
+        row["first non-finite loss"] = t.stability.get("first_nonfinite_loss_step") if t.stability.get("first_nonfinite_loss_step") is not None else "-"
         rows.append(row)
     affecting = [t.toggle.name for t in result.toggles if t.applied.verdict == "DIFFERENT"]
     inert = [t.toggle.name for t in result.toggles if t.applied.verdict in ("IDENTICAL", "EQUIVALENT")]
@@ -46,6 +48,14 @@ def render_ablation_markdown(result: AblationResult, commands: list[str]) -> str
              f"**Changes that alter training on their own:** {', '.join(f'`{n}`' for n in affecting) or 'none'}.", "",
              f"**Changes that leave training bit-identical (or within the noise floor):** "
              f"{', '.join(f'`{n}`' for n in inert) or 'none'}.", ""]
+    base_stab = result.stability.get("baseline", {})
+    worst = max(result.toggles, key=lambda t: t.stability.get("max_grad_norm") or 0.0, default=None)
+    if worst is not None and base_stab.get("max_grad_norm") is not None:
+        lines += [f"Instability: the baseline's largest pre-clip gradient norm is {_fmt(base_stab['max_grad_norm'], pct=False)}; "
+                  f"the largest with a single change applied is {_fmt(worst.stability.get('max_grad_norm'), pct=False)} "
+                  f"(`{worst.toggle.name}`). Runs with a non-finite loss: "
+                  + (", ".join(f"`{t.toggle.name}` (step {t.stability['first_nonfinite_loss_step']})" for t in result.toggles
+                               if t.stability.get("first_nonfinite_loss_step") is not None) or "none") + ".", ""]
     if keys:
         base_metrics = result.metrics.get("baseline", {})
         cand_metrics = result.metrics.get("candidate", {})
