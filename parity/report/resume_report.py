@@ -33,6 +33,14 @@ def render_resume_markdown(result: ResumeResult, commands: list[str]) -> str:
              "process, and compares every later step with the continuous run bit for bit (loss, lr, batches, "
              "gradient norm, parameters, optimizer state, loop order).", "", "## Splits", "",
              pd.DataFrame(_split_rows(result.splits)).to_markdown(index=False), ""]
+    units = [(s.at, u) for s in result.splits for u in s.per_unit]
+    if units:
+        rows = [{f"resumed after {p.unit[:-1]}": at, p.unit[:-1]: u["unit"], "train loss, continuous": f"{u['continuous']:.6g}",
+                 "train loss, resumed": f"{u['resumed']:.6g}", "train-loss difference": _pct(u["rel"])} for at, u in units]
+        lines += [f"## Train-loss difference per {p.unit[:-1]} after the resume", "",
+                  "Mean training loss over each epoch's optimizer steps (as recorded by parity), continuous run vs "
+                  "resumed run. Test loss is the trainer's own evaluation and is not part of the trace.", "",
+                  pd.DataFrame(rows).to_markdown(index=False), ""]
     if result.double:
         lines += ["## Double resume (stop, resume, stop, resume)", "",
                   pd.DataFrame(_split_rows(result.double)).to_markdown(index=False), ""]

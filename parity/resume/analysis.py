@@ -43,9 +43,11 @@ class SegmentResult:
     channel: str | None = None
     diagnosis: str = ""
     loss_rel: dict[str, Any] = field(default_factory=dict)
+    per_unit: list[dict[str, Any]] = field(default_factory=list)
+    """Per epoch (or unit) after the resume: mean train loss of the continuous and resumed runs, relative difference."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"at": self.at, "offset_steps": self.offset, "exact": self.exact,
+        return {"at": self.at, "offset_steps": self.offset, "exact": self.exact, "per_unit": self.per_unit,
                 "started_from_scratch": self.started_from_scratch, "first_divergent_step": self.first_divergent_step,
                 "channel": self.channel, "diagnosis": self.diagnosis, "loss_rel": self.loss_rel}
 
@@ -64,6 +66,21 @@ def loss_differences(continuous: Trace, resumed: Trace, offset: int) -> dict[str
     for label, i in points.items():
         a, b = _loss(continuous.steps[offset + i]), _loss(resumed.steps[i])
         out[label] = {"step": offset + i, "rel": None if a is None or b is None else rel_diff(a, b)}
+    return out
+
+
+def per_unit_losses(continuous: Trace, resumed: Trace, offset: int, steps_per_unit: int, first_unit: int) -> list[dict[str, Any]]:
+    """Mean loss per unit (epoch) after the resume, continuous vs resumed, with the relative difference."""
+    out = []
+    n = min(len(resumed.steps), len(continuous.steps) - offset)
+    for start in range(0, n, steps_per_unit):
+        idx = range(start, min(n, start + steps_per_unit))
+        a = [_loss(continuous.steps[offset + i]) for i in idx]
+        b = [_loss(resumed.steps[i]) for i in idx]
+        if None in a or None in b or not a:
+            continue
+        ma, mb = sum(a) / len(a), sum(b) / len(b)
+        out.append({"unit": first_unit + start // steps_per_unit, "continuous": ma, "resumed": mb, "rel": rel_diff(ma, mb)})
     return out
 
 

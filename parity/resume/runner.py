@@ -10,7 +10,7 @@ from typing import Any
 from parity.capture.controls import CONTROL_KINDS
 from parity.capture.launch import record_command
 from parity.exceptions import BaselineError
-from parity.resume.analysis import SegmentResult, compare_segment, loss_differences
+from parity.resume.analysis import SegmentResult, compare_segment, loss_differences, per_unit_losses
 from parity.resume.protocol import ResumeProtocol
 from parity.checks.compare import compare_traces
 from parity.trace import schema
@@ -102,7 +102,11 @@ class ResumeRunner:
                 _say(f"warning: the run stopped at {k} already differs from the continuous run "
                      f"({prefix.finding('loss').summary}); the trainer may depend on the planned total")
             resumed = self._resumed(f"resume-{k}", ckpt, p.total)
-            results.append(compare_segment(continuous, resumed, at=k, offset=len(stopped.steps), ignore_args=RESUME_ARGS))
+            segment = compare_segment(continuous, resumed, at=k, offset=len(stopped.steps), ignore_args=RESUME_ARGS)
+            if p.unit == "epochs" and len(continuous.steps) % p.total == 0:
+                segment.per_unit = per_unit_losses(continuous, resumed, len(stopped.steps),
+                                                   len(continuous.steps) // p.total, k + 1)
+            results.append(segment)
         chain = self._double(continuous, checkpoints) if double and p.double else []
         result = ResumeResult(p, len(continuous.steps), results, chain, runs=self.runs)
         if controls:
