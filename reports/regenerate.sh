@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerate every CPU report under reports/ from fresh measured runs (GPU reports: benchmarks/gpu_session.sh).
+# Exit codes of the individual commands are expected to be 1 where a report finds differences.
+set -u
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+run() { echo "+ $*" >&2; "$@"; echo "  exit $?" >&2; }
+mkdir -p reports/toy reports/clip-dora
+# seed 000: histocc vs occpast
+run parity report --pair histocc-occpast -o reports/histocc-vs-occpast.md
+for p in histocc-occpast-nowarmup histocc-occpast-amp histocc-occpast-ddp; do run parity report --pair $p -o reports/$p.md; done
+# seed 001: neural_seq_decoder
+run parity report --pair nsd-reference-vs-mod-upstream -o reports/nsd-reference-vs-mod-upstream.md
+run parity report --pair nsd-baseline-vs-run11 -o reports/nsd-baseline-vs-run11.md
+run parity ablate --pair nsd-baseline-vs-run11 --jobs 2 --format json -o reports/nsd-ablation.json
+run parity ablate --pair nsd-baseline-vs-run11 --jobs 2 -o reports/nsd-ablation.md
+run python -m implementations.neural_seq_decoder_mod.questions --run runs/nsd-baseline-vs-run11/ablate/baseline \
+  --ablation reports/nsd-ablation.json -o reports/nsd-questions.md
+# seed 003: CLIP + DoRA checkpoint resume
+for side in reference complete; do
+  run parity resume-check --pair clip-dora-$side --controls --format json -o reports/clip-dora/resume-$side.json
+  run parity resume-check --pair clip-dora-$side --controls -o reports/clip-dora/resume-$side.md
+  run parity audit runs/clip-dora-$side/resume/split-2/ckpt/ckpt_epoch2.pt --trace runs/clip-dora-$side/resume/stop-2 \
+    --impact reports/clip-dora/resume-$side.json -o reports/clip-dora/audit-$side.md
+done
+run parity audit runs/clip-dora-reference/resume/split-2/ckpt/ckpt_epoch2.pt \
+  --against runs/clip-dora-complete/resume/split-2/ckpt/ckpt_epoch2.pt -o reports/clip-dora/audit-reference-vs-complete.md
+# the toy family (tests/toy)
+for f in parity/pairs/toy-*.toml; do
+  p=$(basename "$f" .toml)
+  case $p in
+    toy-resume) run parity resume-check --pair $p --controls -o reports/toy/$p.md ;;
+    toy-ablate) run parity ablate --pair $p -o reports/toy/$p.md ;;
+    *) run parity report --pair $p -o reports/toy/$p.md ;;
+  esac
+done
