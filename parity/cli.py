@@ -189,7 +189,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     commands.append("parity " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else "parity report ...")
     expectations = {e.check: (e.status, e.reason) for e in pair.expectations} if pair else {}
     ctx = ReportContext(base, cand, labels=(pair.baseline.name, pair.candidate.name) if pair else ("baseline", "candidate"),
-                        commands=commands, description=pair.description if pair else "", expectations=expectations)
+                        commands=commands, description=pair.description if pair else "", expectations=expectations,
+                        title=pair.name if pair else "")
     _render(c, ctx, args.format, args.output)
     if pair:
         failures = session.gate_failures(pair, c)
