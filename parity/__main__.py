@@ -1,7 +1,5 @@
 """`python -m parity`: the same as the `parity` console script."""
 
-import sys
+from parity.cli import run
 
-from parity.cli import main
-
-sys.exit(main())
+run()

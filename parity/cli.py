@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -290,5 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INVALID
 
 
+def run() -> None:
+    """Console entry point: like `sys.exit(main())`, minus the interpreter's teardown.
+
+    Freeing the decoded records of two 100k-step traces one object at a time takes about half a
+    second at exit and changes nothing; output is flushed first, and nothing else is pending."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -70,9 +70,13 @@ def first_mismatch(baseline: Trace, candidate: Trace, key: Callable[[dict], Any]
                    comparable: Callable[[Any, Any], bool] | None = None) -> tuple[int | None, int]:
     """First step whose `key` differs, and the number of steps compared. None values (not captured) and
     pairs that `comparable` rejects are skipped."""
+    n = min(len(baseline.steps), len(candidate.steps))
+    values_a = [key(s) for s in baseline.steps[:n]]
+    values_b = [key(s) for s in candidate.steps[:n]]
+    if values_a == values_b and None not in values_a:  # the common case, decided by one C-level comparison
+        return None, n
     compared = 0
-    for i, a, b in aligned(baseline, candidate):
-        va, vb = key(a), key(b)
+    for i, va, vb in zip(range(n), values_a, values_b):
         if va is None or vb is None or (comparable is not None and not comparable(va, vb)):
             continue
         compared += 1
