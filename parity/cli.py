@@ -269,7 +269,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             data["against"] = {"checkpoint": args.against, "differences": against}
         emit(to_json_text(data), args.output)
     else:
-        emit(audit_api.render_audit_markdown(result, against), args.output)
+        reproduce = "\n".join(["", "## Reproduce", "", "```bash", "parity " + " ".join(sys.argv[1:]), "```", ""])
+        emit(audit_api.render_audit_markdown(result, against) + reproduce, args.output)
     missing = [c for c in result.categories if c.status == audit_api.NOT_SAVED and c.used]
     return DIFFERENCES if missing else OK
 
