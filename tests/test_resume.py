@@ -13,8 +13,8 @@ from conftest import REPO, TOY
 RUNS = REPO / "runs" / "pytest-resume"
 
 
-def _protocol(tmp_path, name: str, resume_script: str, *, warmup: int = 0, splits=(8,), double=None):
-    common = f'"--warmup-steps", "{warmup}", "--steps", "{{stop_at}}", "--save-every", "{{save_at}}", "--ckpt-dir", "{{ckpt_dir}}"'
+def _protocol(tmp_path, name: str, resume_script: str, *, warmup: int = 0, splits=(8,), double=None, extra: str = ""):
+    common = f'"--warmup-steps", "{warmup}", "--steps", "{{stop_at}}", "--save-every", "{{save_at}}", "--ckpt-dir", "{{ckpt_dir}}"{extra}'
     path = tmp_path / f"{name}.toml"
     path.write_text(f"""
 [pair]
@@ -33,7 +33,9 @@ resume = ["{{python}}", "{TOY / resume_script}", {common}, "--resume", "{{ckpt}}
 
 @pytest.fixture(scope="module")
 def exact_with_controls(tmp_path_factory):
-    path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", warmup=20, double=(4, 12))
+    # NumPy/Python-RNG noise and a GradScaler make every kind of state a control can drop matter.
+    path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", warmup=20, double=(4, 12),
+                     extra=', "--aug-noise", "0.05", "--grad-scaler"')
     return session.resume_check(path, controls=True, runs_dir=RUNS)
 
 
@@ -47,13 +49,25 @@ def test_exact_resume_and_double_resume(exact_with_controls):
 
 def test_controls_fire_for_restored_state(exact_with_controls):
     by_state = {c["state"]: c for c in exact_with_controls.controls}
-    for state in ("optimizer", "scheduler", "rng_torch"):
+    for state in ("optimizer", "scheduler", "rng_torch", "rng_numpy", "rng_python"):
         assert by_state[state]["fired"] and by_state[state]["called"], by_state[state]
         assert by_state[state]["first_divergent_step"] >= 8
-    assert by_state["rng_numpy"]["fired"] is False and by_state["rng_numpy"]["called"] is False
-    assert "never restored" in by_state["rng_numpy"]["verdict"]
-    assert by_state["grad_scaler"]["applicable"] is False
+    # The scaler's state is restored; whether dropping it matters depends on overflow history, and
+    # the control must say which of the two it measured rather than go silent.
+    scaler = by_state["grad_scaler"]
+    assert scaler["applicable"] and scaler["called"]
+    assert scaler["fired"] or "not needed" in scaler["verdict"]
+    assert by_state["rng_cuda"]["applicable"] is False  # CPU-only run
     assert by_state["rng_torch"]["loss_rel"]["first"]["rel"] > 0
+
+
+def test_controls_that_cannot_fire_say_so(tmp_path):
+    r = session.resume_check(_protocol(tmp_path, "toy-plain", "train.py"), controls=True, double=False, runs_dir=RUNS)
+    by_state = {c["state"]: c for c in r.controls}
+    # Without --aug-noise the NumPy and Python RNGs are restored but never drawn from.
+    assert by_state["rng_numpy"]["called"] and not by_state["rng_numpy"]["fired"]
+    assert "not needed" in by_state["rng_numpy"]["verdict"]
+    assert by_state["grad_scaler"]["applicable"] is False
 
 
 @pytest.mark.parametrize("variant,warmup,channel,step", [

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 IN_FEATURES = 32
 NUM_CLASSES = 10
+
+
+def _numpy_state() -> list:
+    """NumPy's global RNG state in types `torch.load(weights_only=True)` accepts."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-dir", type=Path, default=None, help="default: ./ckpt")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint written by --save-every")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--aug-noise", type=float, default=0.0,
+                   help="input noise drawn from NumPy with a sign from Python's random (0 = off): makes both RNGs matter")
+    p.add_argument("--grad-scaler", action="store_true", help="step through torch.amp.GradScaler (CPU, fp32)")
     return p
 
 
@@ -75,8 +86,9 @@ class Trainer:
 
     `step` is the number of completed optimizer steps, so inside `train_step` it is the index of
     the step being run. `epoch` and `position` (batches consumed in this epoch) locate the data.
-    The trainer never reads the environment and never touches Python's or NumPy's RNG: all
-    randomness comes from torch's global generator (init, dropout) and `loader_generator` (order).
+    The trainer never reads the environment. By default all randomness comes from torch's global
+    generator (init, dropout) and `loader_generator` (order); `--aug-noise` adds draws from NumPy's
+    and Python's global RNGs, and checkpoints save and restore both either way.
     """
 
     def __init__(self, args: argparse.Namespace):
@@ -87,6 +99,9 @@ class Trainer:
         self.position = 0
         self.epoch_loader_rng: torch.Tensor | None = None
         torch.manual_seed(args.seed)
+        np.random.seed(args.seed)
+        random.seed(args.seed)
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10) if args.grad_scaler else None
         self.dataset = self.build_data()
         self.model = self.build_model().to(self.device)
         self.optimizer = self.build_optimizer()
@@ -135,6 +150,10 @@ class Trainer:
 
     def prepare_batch(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
+        if self.args.aug_noise:
+            sign = 1.0 if random.random() < 0.5 else -1.0
+            noise = torch.from_numpy(np.random.standard_normal(tuple(x.shape)).astype(np.float32))
+            x = x + sign * self.args.aug_noise * noise
         return x.to(self.device), y.to(self.device)
 
     def compute_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -147,7 +166,11 @@ class Trainer:
         return torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip)
 
     def step_optimizer(self) -> None:
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +178,11 @@ class Trainer:
         self.zero_grad()
         logits = self.model(x)
         loss = self.compute_loss(logits, y)
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
         grad_norm = self.clip()
         self.step_optimizer()
         return loss, grad_norm
@@ -191,6 +218,9 @@ class Trainer:
                 # The generator as it was *before* this epoch's iterator was made: resuming
                 # rebuilds the same permutation from it and skips `position` batches.
                 "epoch_loader_rng": self.epoch_loader_rng,
+                "numpy_rng": _numpy_state(),
+                "python_rng": list(random.getstate()[1]),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             },
             path,
         )
@@ -207,6 +237,11 @@ class Trainer:
         self.position = ckpt["position"]
         torch.set_rng_state(ckpt["torch_rng"])
         self.loader_generator.set_state(ckpt["epoch_loader_rng"])
+        keys, pos, has_gauss, gauss = ckpt["numpy_rng"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate((3, tuple(ckpt["python_rng"]), None))
+        if self.scaler is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
         print(f"resumed {path} at step={self.step} epoch={self.epoch}", flush=True)
 
     # -- loop ---------------------------------------------------------------------------------
