@@ -35,11 +35,21 @@ def render_resume_markdown(result: ResumeResult, commands: list[str]) -> str:
              pd.DataFrame(_split_rows(result.splits)).to_markdown(index=False), ""]
     units = [(s.at, u) for s in result.splits for u in s.per_unit]
     if units:
-        rows = [{f"resumed after {p.unit[:-1]}": at, p.unit[:-1]: u["unit"], "train loss, continuous": f"{u['continuous']:.6g}",
-                 "train loss, resumed": f"{u['resumed']:.6g}", "train-loss difference": _pct(u["rel"])} for at, u in units]
+        rows = []
+        for at, u in units:
+            row = {f"resumed after {p.unit[:-1]}": at, p.unit[:-1]: u["unit"], "train loss, continuous": f"{u['continuous']:.6g}",
+                   "train loss, resumed": f"{u['resumed']:.6g}", "train-loss difference": _pct(u["rel"])}
+            if "metric" in u:
+                m = u["metric"]
+                row[f"{m['label']}, continuous"] = f"{m['continuous']:.6g}"
+                row[f"{m['label']}, resumed"] = f"{m['resumed']:.6g}"
+                row[f"{m['label']} difference"] = _pct(m["rel"])
+            rows.append(row)
         lines += [f"## Train-loss difference per {p.unit[:-1]} after the resume", "",
                   "Mean training loss over each epoch's optimizer steps (as recorded by parity), continuous run vs "
-                  "resumed run. Test loss is the trainer's own evaluation and is not part of the trace.", "",
+                  "resumed run" + (f"; {p.metrics.get('label', 'the metric')} as the trainer logged it to "
+                                   f"`{p.metrics['file']}` (the lines each run appended)" if p.metrics.get("file") else
+                                   "; the trainer's own evaluation is not part of the trace") + ".", "",
                   pd.DataFrame(rows).to_markdown(index=False), ""]
     if result.double:
         lines += ["## Double resume (stop, resume, stop, resume)", "",

@@ -39,6 +39,9 @@ class ResumeProtocol:
     seed: int | None = 0
     expect_exact: bool | None = None
     description: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Optional trainer log to read a per-unit metric from (e.g. test loss), as the trace holds train losses only:
+    {file = "{ckpt_dir}/log.jsonl", unit_key = "epoch", value_key = "loss", where = {event = "test"}, label = "test loss"}."""
 
     def __post_init__(self) -> None:
         if self.unit not in ("steps", "epochs"):
@@ -83,4 +86,5 @@ def load_protocol(spec: str | Path) -> ResumeProtocol:
                           splits=[int(s) for s in table["splits"]], double=[int(s) for s in table.get("double", [])],
                           unit=table.get("unit", "steps"), cwd=(_project_root(path) / table.get("cwd", ".")).resolve(),
                           env={str(k): str(v) for k, v in table.get("env", {}).items()}, seed=table.get("seed", 0),
-                          expect_exact=table.get("expect_exact"), description=meta.get("description", ""))
+                          expect_exact=table.get("expect_exact"), description=meta.get("description", ""),
+                          metrics=dict(table.get("metrics", {})))

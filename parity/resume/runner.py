@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from parity.capture.launch import record_command
 from parity.exceptions import BaselineError
 from parity.resume.analysis import SegmentResult, compare_segment, loss_differences, per_unit_losses
 from parity.resume.protocol import ResumeProtocol
+from parity.checks.base import rel_diff
 from parity.checks.compare import compare_traces
 from parity.trace import schema
 from parity.trace.reader import Trace, load_run
@@ -62,10 +65,38 @@ class ResumeRunner:
         self.root = Path(runs_dir) / protocol.name / "resume"
         self.device = device
         self.runs: dict[str, str] = {}
+        self.metrics: dict[str, dict[int, float]] = {}
+
+    def _metrics_path(self, ckpt_dir: Path) -> Path | None:
+        spec = self.p.metrics
+        return Path(spec["file"].format(ckpt_dir=ckpt_dir)) if spec.get("file") else None
+
+    def _read_metrics(self, path: Path | None, offset: int) -> dict[int, float]:
+        """Unit -> value from the lines a run appended to the trainer's own JSON-lines log."""
+        spec = self.p.metrics
+        if path is None or not path.is_file():
+            return {}
+        out: dict[int, float] = {}
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            for line in handle.read().decode(errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if all(record.get(k) == v for k, v in spec.get("where", {}).items()) and spec["value_key"] in record:
+                    out[int(record[spec["unit_key"]])] = float(record[spec["value_key"]])
+        return out
 
     def _record(self, label: str, template: list[str], skip: tuple[str, ...] = (), **values: Any) -> Trace:
         out = self.root / label
         ckpt_dir = values.pop("ckpt_dir", out / "ckpt")
+        if template is self.p.run:
+            # A run from scratch starts from an empty checkpoint directory: nothing a previous check left
+            # there (checkpoints a trainer might pick up, logs it appends to) may leak in.
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        metrics_path = self._metrics_path(ckpt_dir)
+        offset = metrics_path.stat().st_size if metrics_path is not None and metrics_path.is_file() else 0
         command = self.p.render(template, device=self.device, ckpt_dir=ckpt_dir, total=self.p.total, **values)
         _say(f"resume-check {label}: {' '.join(command)}")
         result = record_command(command, out, seed=self.p.seed, cwd=self.p.cwd, env=self.p.env, skip_loads=skip,
@@ -75,6 +106,7 @@ class ResumeRunner:
             raise BaselineError(f"resume-check {label}: the command exited with code {result.returncode}; "
                                 f"output in {result.log}:\n{tail}")
         self.runs[label] = str(out)
+        self.metrics[label] = self._read_metrics(metrics_path, offset)
         return load_run(out).primary
 
     def _stopped(self, k: int) -> tuple[Trace, Path]:
@@ -106,6 +138,12 @@ class ResumeRunner:
             if p.unit == "epochs" and len(continuous.steps) % p.total == 0:
                 segment.per_unit = per_unit_losses(continuous, resumed, len(stopped.steps),
                                                    len(continuous.steps) // p.total, k + 1)
+                cont, res = self.metrics.get("continuous", {}), self.metrics.get(f"resume-{k}", {})
+                for row in segment.per_unit:
+                    if row["unit"] in cont and row["unit"] in res:
+                        a, b = cont[row["unit"]], res[row["unit"]]
+                        row["metric"] = {"label": p.metrics.get("label", p.metrics.get("value_key")),
+                                         "continuous": a, "resumed": b, "rel": rel_diff(a, b)}
             results.append(segment)
         chain = self._double(continuous, checkpoints) if double and p.double else []
         result = ResumeResult(p, len(continuous.steps), results, chain, runs=self.runs)
