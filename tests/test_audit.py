@@ -307,9 +307,6 @@ def test_renderers(tmp_path):
 @pytest.mark.slow
 def test_clip_dora_pair_checkpoints(tmp_path, capsys):
     """The reference trainer saves no optimizer state; the complete one does. In-process: about 10 s on CPU."""
-    pytest.importorskip("peft")
-    if not (REPO / "reference" / "clip_dora").is_dir() or not (REPO / "implementations" / "clip_dora_complete").is_dir():
-        pytest.skip("CLIP+DoRA trainers not in this checkout")
     from implementations.clip_dora_complete.train import main as complete_main
     from reference.clip_dora.train import main as reference_main
 
