@@ -16,7 +16,6 @@ from parity.audit import (CATEGORIES, attach_impact, audit_to_json, classify, co
 from parity.exceptions import CheckpointError
 from parity.trace.reader import Trace
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 class Opaque:
