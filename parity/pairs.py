@@ -131,6 +131,3 @@ def load_pair(spec: str | Path) -> Pair:
                 expectations=expectations, default_status=default.upper() if default else None,
                 ignore_args=frozenset(meta.get("ignore_args", [])), repeat=bool(meta.get("repeat", False)))
 
-
-def bundled_pairs() -> list[Path]:
-    return sorted(PAIRS_DIR.glob("*.toml"))

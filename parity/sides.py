@@ -76,11 +76,7 @@ def cache_key(command: list[str], side: Side, cwd: Path, skip_loads: tuple[str, 
     revision = code_revision(cwd)
     if revision is None:
         return None
-    return digest_key([command, str(cwd), sorted(side.env.items()), side.seed, side.deterministic,
-                       sorted(skip_loads), revision, salt])
-
-
-def digest_key(parts: object) -> str:
+    parts = [command, str(cwd), sorted(side.env.items()), side.seed, side.deterministic, sorted(skip_loads), revision, salt]
     return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
 
 

@@ -84,20 +84,11 @@ def get_dataset_loaders(path: str, batch_size: int):
     """Upstream's loaders: shuffled train, ordered test, no workers. Returns (train, test, loaded)."""
     loaded = load_dataset(path)
     pin = default_pin_memory()
-    train_loader = DataLoader(
-        SpeechDataset(loaded["train"]),
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=0,
-        pin_memory=pin,
-        collate_fn=pad_collate,
-    )
-    test_loader = DataLoader(
-        SpeechDataset(loaded["test"]),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=0,
-        pin_memory=pin,
-        collate_fn=pad_collate,
-    )
+
+    def loader(split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(SpeechDataset(loaded[split]), batch_size=batch_size, shuffle=shuffle, num_workers=0,
+                          pin_memory=pin, collate_fn=pad_collate)
+
+    train_loader = loader("train", shuffle=True)
+    test_loader = loader("test", shuffle=False)
     return train_loader, test_loader, loaded
