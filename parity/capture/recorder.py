@@ -158,7 +158,9 @@ class Recorder:
     def _new_step(self) -> dict[str, Any]:
         return {"type": schema.STEP, "step": self._step, "events": [], "losses": [], "groups": [],
                 "grad_norm": None, "clip": None, "batch": [], "loader": [], "params": None, "optim_state": None,
-                "rng": None, "wall_ms": None, "peak_mem_bytes": None, "skipped": False}
+                "rng": None, "wall_ms": None, "peak_mem_bytes": None, "skipped": False,
+                schema.F_FIELDS: [], schema.F_SAMPLES: None, schema.F_LABELS: None, schema.F_EPOCH: None,
+                schema.F_MODE: None}
 
     def _write_step(self) -> None:
         record = self._current

@@ -67,7 +67,7 @@ def _check_header(path: Path, record: dict[str, Any]) -> None:
     if record.get("type") != schema.HEADER or record.get("schema") != schema.SCHEMA_NAME:
         raise _fail(path, 1, "not a parity trace (first line is not a parity.trace header)")
     version = record.get("version")
-    if version != schema.SCHEMA_VERSION:
+    if version not in schema.READABLE_VERSIONS:
         raise _fail(path, 1, f"wrong schema: version {version} instead of {schema.SCHEMA_VERSION}")
 
 

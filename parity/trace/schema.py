@@ -5,12 +5,21 @@ Stdlib only, so that the injected capture code and the readers agree without imp
 Changelog of SCHEMA_VERSION:
   1 -- first version: header, meta, step and end records in JSON Lines; step records carry
        `batch` (root-module inputs) and `loader` (DataLoader batches) digests.
+  2 -- data taken apart and the run's context: step fields `fields` (per batch field digests),
+       `samples` (order-insensitive digest of the rows), `labels` (target-id histogram), `epoch`,
+       `mode` (training mode at the grad-enabled forward); meta keys `model` (structure), `dataloaders`
+       (every DataLoader setting, dataset class/length/raw-sample digests), `config_objects` (config
+       dicts/dataclasses found without edits), `sources` (trainer source files, functions, git),
+       `rng_at_first_batch`; header and end carry `load` (load average). Version 1 traces still read:
+       their missing fields are NOT_COMPARED.
 """
 
 from __future__ import annotations
 
 SCHEMA_NAME = "parity.trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions the reader accepts (older ones lack fields; checks then say NOT_COMPARED).
+READABLE_VERSIONS = (1, 2)
 
 #: File name of one process's trace inside a run directory.
 TRACE_FILE_PATTERN = "trace-rank{rank}.jsonl"
@@ -40,7 +49,52 @@ STEP_FIELDS = (
     "wall_ms",
     "peak_mem_bytes",
     "skipped",
+    "fields",
+    "samples",
+    "labels",
+    "epoch",
+    "mode",
 )
+
+# -- v2 step fields, documented once -----------------------------------------------------------
+#: `fields`: list aligned with `loader` (one entry per DataLoader batch this step trained on):
+#:   {field name: wsum64 digest}. Field names: dict keys, "0", "1", ... for tuple/list positions,
+#:   attribute names for dataclasses/namedtuples; only tensors (no grad).
+F_FIELDS = "fields"
+#: `samples`: 16-hex-digit sum mod 2**64 of one digest per row (leading dimension) over every loader
+#:   batch of the step, all fields of a row combined. Order-insensitive: summed per epoch by checks,
+#:   "same samples, new order" keeps the sum, "different samples" changes it.
+F_SAMPLES = "samples"
+#: `labels`: {"field": name of the target field, "hist": {str(target id): count}} summed over the
+#:   step's loader batches; absent (None) when no integer target field was found.
+F_LABELS = "labels"
+#: `epoch`: how many times the DataLoader that produced this step's batch had been iterated (0-based).
+F_EPOCH = "epoch"
+#: `mode`: at the step's first grad-enabled root forward: {"root": class name, "training": bool,
+#:   "eval_modules": [names of submodules with training=False, at most 20], "n_eval": int}.
+F_MODE = "mode"
+
+# -- v2 meta keys ---------------------------------------------------------------------------------
+#: {"roots": [{"class": "pkg.mod.Class", "modules": [[fqn, class name], ...],
+#:   "params": [[name, [shape], dtype, requires_grad], ...], "buffers": [[name, [shape], dtype], ...],
+#:   "n_params": int, "n_trainable": int}], "optimizer_only": [[shape, dtype, requires_grad], ...]}
+#:   taken at the first optimizer update from the root modules seen in grad-enabled forwards.
+META_MODEL = "model"
+#: [{"class", "batch_size", "shuffle", "sampler", "batch_sampler", "num_workers", "drop_last",
+#:   "collate_fn", "pin_memory", "persistent_workers", "prefetch_factor", "timeout", "worker_init_fn",
+#:   "generator_seed", "dataset": {"class", "len", "raw": {"ordered", "set", "n"} | None,
+#:   "attrs": {name: digest}}}], one per DataLoader constructed, in order.
+META_DATALOADERS = "dataloaders"
+#: {where: json value}: config dicts, dataclasses, namespaces, OmegaConf, TrainingArguments found in
+#:   the trainer's module globals and in the frames that create the optimizer. `where` is e.g.
+#:   "__main__.CONFIG" or "train_main:cfg".
+META_CONFIG_OBJECTS = "config_objects"
+#: {"root": common directory, "git": {root, commit, dirty} | None, "files": {relative path:
+#:   {"module": name, "sha": hex, "functions": {qualname: hex}}}}: the trainer's own source files
+#:   (not stdlib, not site-packages, not parity), hashed; functions hashed through their AST.
+META_SOURCES = "sources"
+#: {"torch": digest, "numpy": digest, "python": digest} just before the first training batch is fetched.
+META_RNG_AT_FIRST_BATCH = "rng_at_first_batch"
 
 # Capture levels: what a step record holds.
 LEVEL_FULL = "full"          # every field, every step
