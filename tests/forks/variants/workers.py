@@ -1,0 +1,18 @@
+"""Fork, harmful: two DataLoader workers instead of none.
+
+The augmentation runs in the Dataset, so each worker draws from its own torch RNG stream (seeded
+from the loader's generator): the same rows in the same order, differently augmented.
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder is sys.path[0]; the base package lives one folder up.
+_HERE = Path(__file__).resolve().parent
+sys.path = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from trainer.config import CONFIG  # noqa: E402
+from trainer.train import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main(dict(CONFIG, num_workers=2)))
