@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -298,6 +299,134 @@ def test_renderers(tmp_path):
     assert "| optimizer | ❌ NOT saved | used by the run (trace shows AdamW(lr=0.001)) but NOT saved " \
            "| dropping it changes the resumed run from step 3; final loss off by 2.00% |" in text
     assert "| ['optimizer_state'] | added |" in text
+
+
+# -- odd keys and formats found in real checkpoints ------------------------------------------------------------
+
+
+def _labels_checkpoint(path: Path, labels: dict, width: int) -> Path:
+    torch.save({"labels": labels, "model": {"head.weight": torch.zeros(width, 2)}, "epoch": 1}, path)
+    return path
+
+
+def test_nan_and_non_string_keys_survive_classify_diff_render_and_json(tmp_path):
+    nan = float("nan")
+    a = load_checkpoint(_labels_checkpoint(tmp_path / "a.pt", {nan: 0, "a": 1, 3: 2, "3": 4}, 3))
+    b = load_checkpoint(_labels_checkpoint(tmp_path / "b.pt", {nan: 0, "b": 1, 3: 2.0, (1, 2): 5}, 4))
+    audit = classify(a)
+    assert audit.status_of("model") == "saved" and audit.status_of("counters") == "saved"
+    diff = {d["path"]: (d["change"], d["a"], d["b"]) for d in diff_checkpoints(a, b)}
+    # Both NaN keys are the same label once reloaded (NaN != NaN would call them removed and added).
+    assert diff == {
+        "['labels']['a']": ("removed", "int", None),
+        "['labels']['b']": ("added", None, "int"),
+        "['labels']['3']": ("removed", "int", None),
+        "['labels'][3]": ("changed", "int", "float"),
+        "['labels'][(1, 2)]": ("added", None, "int"),
+        "['model']['head.weight']": ("changed", "tensor float32 [3, 2]", "tensor float32 [4, 2]"),
+    }
+    text = render_audit_markdown(audit, against_diff=diff_checkpoints(a, b))
+    assert "| ['labels'][3] | changed | int | float |" in text
+    json.dumps({"audit": audit_to_json(audit), "against": diff_checkpoints(a, b)}, allow_nan=False)
+
+
+def test_mixed_type_keys_inside_recognised_states(tmp_path):
+    nan = float("nan")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    state = optimizer.state_dict()
+    state["state"][0] = {"momentum_buffer": torch.zeros(2), 7: 1.0, nan: 2.0}
+    state["param_groups"][0][5] = 1
+    torch.save({nan: {"x": 1}, "optimizer": state,
+                "sched": {"last_epoch": 1, "base_lrs": [0.1], 3: 1, nan: 2}}, tmp_path / "odd.pt")
+    audit = classify(load_checkpoint(tmp_path / "odd.pt"))
+    assert audit.get("optimizer").evidence.startswith("['optimizer']['state'] has momentum_buffer, 7, nan for 1 param")
+    assert audit.status_of("scheduler") == "saved"
+
+
+def test_cli_against_with_nan_keys_exits_zero_with_json(tmp_path, capsys):
+    from parity.cli import main
+
+    nan = float("nan")
+    a = _labels_checkpoint(tmp_path / "a.pt", {nan: 0, "a": 1}, 3)
+    b = _labels_checkpoint(tmp_path / "b.pt", {nan: 0, "a": 1}, 3)
+    assert main(["audit", str(a), "--against", str(b), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["against"]["differences"] == []
+
+
+def _suffixless_torch(tmp: Path) -> Path:
+    _full_checkpoint(tmp / "full.pt").rename(tmp / "checkpoint")
+    return tmp / "checkpoint"
+
+
+def _suffixless_safetensors(tmp: Path) -> Path:
+    save_file({"w": torch.ones(4), "b": torch.zeros(2)}, str(tmp / "weights"))
+    return tmp / "weights"
+
+
+def _suffixless_json(tmp: Path) -> Path:
+    (tmp / "state").write_text(json.dumps({"global_step": 7, "best_metric": 0.5}))
+    return tmp / "state"
+
+
+def _plain_pickle(tmp: Path) -> Path:
+    with (tmp / "state.pt").open("wb") as handle:  # a .pt suffix on a pickle.dump file, as real trainers do
+        pickle.dump({"model": {"w": torch.ones(3)}, "epoch": 2, "numpy_rng": np.random.get_state()}, handle)
+    return tmp / "state.pt"
+
+
+@pytest.mark.parametrize("make, kind, saved", [
+    (_suffixless_torch, "torch", {"model", "optimizer", "scheduler", "counters", "rng_torch"}),
+    (_suffixless_safetensors, "safetensors", {"model"}),
+    (_suffixless_json, "json", {"counters", "early_stopping"}),
+    (_plain_pickle, "pickle", {"model", "counters", "rng_numpy"}),
+], ids=["torch", "safetensors", "json", "plain-pickle"])
+def test_format_is_sniffed_from_the_bytes(tmp_path, make, kind, saved):
+    loaded = load_checkpoint(make(tmp_path))
+    assert loaded.kind == kind and [f.format for f in loaded.files] == [kind]
+    statuses = _statuses(classify(loaded))
+    assert {c for c, s in statuses.items() if s == "saved"} >= saved
+
+
+def _unsafe_plain_pickle(tmp: Path) -> Path:
+    with (tmp / "raw").open("wb") as handle:
+        pickle.dump({"opts": Opaque()}, handle)
+    return tmp / "raw"
+
+
+def _cut_plain_pickle(tmp: Path) -> Path:
+    data = pickle.dumps({"epoch": 2, "history": list(range(100))})
+    (tmp / "cut.pkl").write_bytes(data[: len(data) // 2])
+    return tmp / "cut.pkl"
+
+
+def _unknown_bytes(tmp: Path) -> Path:
+    (tmp / "blob").write_bytes(b"\x00\x01not any checkpoint format")
+    return tmp / "blob"
+
+
+@pytest.mark.parametrize("make, match", [
+    (_unsafe_plain_pickle, r"raw: plain pickle \(not a torch checkpoint\) that needs an unsafe load "
+                           r"\(it contains GLOBAL .*Opaque\); re-run with --trust-checkpoint"),
+    (_cut_plain_pickle, r"cut\.pkl: truncated or corrupt plain pickle \(not a torch checkpoint"),
+    (_unknown_bytes, r"blob: not a checkpoint \(neither a torch zip archive, a pickle, a safetensors file nor JSON"),
+], ids=["unsafe-plain-pickle", "cut-plain-pickle", "unknown-bytes"])
+def test_plain_pickles_and_unknown_files_are_named_for_what_they_are(tmp_path, make, match):
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(make(tmp_path))
+
+
+def test_trusted_plain_pickle_loads_user_objects(tmp_path):
+    loaded = load_checkpoint(_unsafe_plain_pickle(tmp_path), trust=True)
+    assert loaded.kind == "pickle" and isinstance(loaded.tree["opts"], Opaque)
+
+
+def test_directory_sniffs_suffixless_files_and_ignores_text(tmp_path):
+    (tmp_path / "run").mkdir()
+    _suffixless_safetensors(tmp_path / "run")
+    (tmp_path / "run" / "latest").write_text("global_step10\n")
+    loaded = load_checkpoint(tmp_path / "run")
+    assert {f.name: (f.format, f.status) for f in loaded.files} == {
+        "weights": ("safetensors", "loaded"), "latest": ("other", "ignored")}
 
 
 # -- the CLIP+DoRA trainer pair ---------------------------------------------------------------------------------

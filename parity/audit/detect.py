@@ -163,11 +163,12 @@ def describe_optimizer(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     state = value.get("state") or {}
     per_param = [s for s in state.values() if isinstance(s, dict)] if isinstance(state, dict) else []
     found = {k for s in per_param for k in s}
-    moments = [k for k in MOMENT_KEYS if k in found] + sorted(found - set(MOMENT_KEYS) - {"step"})
+    # str(): keys of a hand-built state may be ints or NaN, which neither join nor sort with names.
+    moments = [k for k in MOMENT_KEYS if k in found] + sorted({str(k) for k in found} - set(MOMENT_KEYS) - {"step"})
     steps = [s["step"] for s in per_param if "step" in s]
     step_values = sorted({int(s.item()) if is_tensor(s) else int(s) for s in steps if is_number(s)})
     groups = value.get("param_groups") or []
-    hyper = sorted({k for g in groups if isinstance(g, dict) for k in g if k != "params"})
+    hyper = sorted({str(k) for g in groups if isinstance(g, dict) for k in g if k != "params"})
     details = {"params_with_state": len(per_param), "moment_keys": moments, "step_values": step_values,
                "param_groups": len(groups), "group_keys": hyper}
     if not per_param:
@@ -187,7 +188,7 @@ def describe_scheduler(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     for key in ("_step_count", "base_lrs", "_last_lr", "lr_lambdas", "T_max"):
         if key in value:
             parts.append(f"{key}={value[key]}" if key in ("_step_count", "T_max") else key)
-    details = {"last_epoch": value.get("last_epoch"), "keys": sorted(value)}
+    details = {"last_epoch": value.get("last_epoch"), "keys": sorted(str(k) for k in value)}
     return "has " + ", ".join(parts), details
 
 
@@ -195,7 +196,7 @@ def describe_scaler(value: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     scale = value.get("scale")
     scale = float(scale.item()) if is_tensor(scale) and scale.numel() == 1 else scale
     parts = [f"scale={scale}"] + [f"{k}={value[k]}" for k in ("growth_factor", "_growth_tracker") if k in value]
-    return "has " + ", ".join(parts), {"scale": scale, "keys": sorted(value)}
+    return "has " + ", ".join(parts), {"scale": scale, "keys": sorted(str(k) for k in value)}
 
 
 def describe_leaf(value: Any) -> str:

@@ -45,7 +45,7 @@ def diff_checkpoints(a: LoadedCheckpoint, b: LoadedCheckpoint) -> list[dict[str,
             continue
         for level in levels:
             out.append({
-                "path": _strip_root(level.path()),
+                "path": "".join(f"[{step}]" for step in level.path(output_format="list")),
                 "change": change,
                 "a": None if isinstance(level.t1, NotPresent) else _summary(level.t1),
                 "b": None if isinstance(level.t2, NotPresent) else _summary(level.t2),
@@ -65,7 +65,7 @@ def skeleton(value: Any) -> Any:
     if isinstance(value, Unloaded):
         return f"not loaded ({value.reason})"
     if isinstance(value, dict):
-        return {key: skeleton(item) for key, item in value.items()}
+        return {label: skeleton(item) for label, item in zip(key_labels(value), value.values())}
     if isinstance(value, (list, tuple)):
         if len(value) > _SUMMARISED_LIST and all(_is_scalar(v) for v in value):
             kinds = "/".join(sorted({type(v).__name__ for v in value}))
@@ -74,6 +74,24 @@ def skeleton(value: Any) -> Any:
     if isinstance(value, torch.nn.Module):  # trusted loads only
         return {key: skeleton(item) for key, item in value.state_dict().items()}
     return type(value).__name__ if _is_scalar(value) else f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def key_labels(mapping: dict[Any, Any]) -> list[str]:
+    """Each key as the subscript a user would type (`'lr'`, `3`, `nan`), unique within the dict.
+
+    Skeletons are keyed by these strings because raw keys break the diff: a NaN key never equals the
+    NaN key of the other checkpoint (or itself, once reloaded), and keys of mixed types do not sort.
+    Two keys with one repr (two NaNs) are told apart by their position.
+    """
+    labels: list[str] = []
+    seen: set[str] = set()
+    for position, key in enumerate(mapping):
+        label = repr(key)
+        if label in seen:
+            label = f"{label} (key #{position + 1})"
+        seen.add(label)
+        labels.append(label)
+    return labels
 
 
 def _is_scalar(value: Any) -> bool:
@@ -89,6 +107,3 @@ def _summary(value: Any) -> str:
         return f"list of {len(value)}"
     return str(value)
 
-
-def _strip_root(path: str) -> str:
-    return path[len("root"):] if path.startswith("root") else path

@@ -20,6 +20,8 @@ from parity.exceptions import CheckpointError
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 JSON_SUFFIX = ".json"
+PLAIN_PICKLE_SUFFIXES = (".pkl", ".pickle")
+"""Suffixes of a directory's files that are sniffed and loaded (besides PICKLE_SUFFIXES and no suffix at all)."""
 
 #: Files of a checkpoint directory that hold run configuration, not state. Trainers (Hugging Face's
 #: `training_args.bin`) pickle whole argument objects into them, so an unsafe one is recorded, not fatal.
@@ -29,6 +31,11 @@ UNSAFE_CONFIG_NOTE = "config present, not loaded (unsafe pickle)"
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = 0x80
+_SNIFF_BYTES = 64
+_MAX_SAFETENSORS_HEADER = 100_000_000
+"""safetensors refuses larger headers; a bigger size in the first 8 bytes means the file is something else."""
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""The integer torch's pre-zip format pickles first (`torch.serialization.MAGIC_NUMBER`)."""
 _LEGACY_PICKLES = 5
 """torch's pre-zip format is five pickles (magic, protocol, sys info, object, storage keys) then raw storages."""
 
@@ -47,7 +54,8 @@ class FileEntry:
 
     name: str
     format: str
-    """"torch", "safetensors", "json", or "other" for files a checkpoint directory may hold but the audit skips."""
+    """"torch", "pickle" (a plain pickle, not torch's format), "safetensors", "json", or "other" for files a
+    checkpoint directory may hold but the audit skips."""
     status: str
     """"loaded", "not loaded (unsafe pickle)", or "ignored"."""
 
@@ -62,7 +70,7 @@ class LoadedCheckpoint:
 
     path: Path
     kind: str
-    """"torch", "safetensors" or "directory"."""
+    """"torch", "pickle", "safetensors", "json" or "directory"."""
     tree: Any
     files: list[FileEntry] = field(default_factory=list)
     trusted: bool = False
@@ -73,26 +81,71 @@ class LoadedCheckpoint:
 
 
 def load_checkpoint(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
-    """Load a `.pt/.pth/.bin/.ckpt` pickle, a `.safetensors` file, or a directory of them.
+    """Load a torch checkpoint, a plain pickle, a safetensors or JSON file, or a directory of them.
 
-    Pickles load with `weights_only=True` (plain numpy arrays allowed, as RNG states hold them); one that
-    needs more raises CheckpointError unless `trust` is True. Missing, empty, truncated and foreign files
-    raise CheckpointError naming the path and the problem.
+    A file's format is sniffed from its bytes (`sniff_format`), so a suffix-less or misnamed file loads;
+    the suffix only chooses the error message for a file that matches no format. Pickles load with
+    `weights_only` rules (plain numpy arrays allowed, as RNG states hold them); one that needs more raises
+    CheckpointError unless `trust` is True. Missing, empty, truncated and foreign files raise
+    CheckpointError naming the path and the problem.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or directory")
     if path.is_dir():
         return _load_directory(path, trust)
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        tree = _load_pickle(path, trust)
-        return LoadedCheckpoint(path, "torch", tree, [FileEntry(path.name, "torch", "loaded")], trust)
-    if suffix == SAFETENSORS_SUFFIX:
-        tree = _load_safetensors(path)
-        return LoadedCheckpoint(path, "safetensors", tree, [FileEntry(path.name, "safetensors", "loaded")], trust)
-    raise CheckpointError(f"{path}: not a checkpoint file type ({suffix or 'no suffix'}); expected "
-                          f"{', '.join(PICKLE_SUFFIXES)}, {SAFETENSORS_SUFFIX} or a checkpoint directory")
+    fmt = sniff_format(path) or _format_from_suffix(path.suffix.lower())
+    if fmt is None:
+        raise CheckpointError(f"{path}: not a checkpoint (neither a torch zip archive, a pickle, a safetensors "
+                              f"file nor JSON; it starts with {_read_bytes(path)[:16]!r})")
+    tree = _load_file(path, fmt, trust)
+    kind = "torch" if fmt == "torch" and not _is_plain_pickle(path) else ("pickle" if fmt == "torch" else fmt)
+    return LoadedCheckpoint(path, kind, tree, [FileEntry(path.name, kind, "loaded")], trust)
+
+
+def sniff_format(path: Path) -> str | None:
+    """"torch", "safetensors" or "json" from the file's first bytes, or None when none of them matches.
+
+    torch covers every pickle (the zip format with a `data.pkl` member, the legacy format, a plain
+    pickle): `_load_pickle` tells them apart. An empty or unreadable file sniffs as None.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return None
+    if head.startswith(_ZIP_MAGIC):
+        return "torch" if _zip_holds_pickle(path) or not zipfile.is_zipfile(path) else None
+    if head[:1] == bytes([_PICKLE_PROTO]):
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= _MAX_SAFETENSORS_HEADER:
+        return "safetensors"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def _zip_holds_pickle(path: Path) -> bool:
+    """torch's zip format: one top folder holding `data.pkl`. A cut archive is left to the loader to name."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _format_from_suffix(suffix: str) -> str | None:
+    if suffix in PICKLE_SUFFIXES or suffix in PLAIN_PICKLE_SUFFIXES:
+        return "torch"
+    return {SAFETENSORS_SUFFIX: "safetensors", JSON_SUFFIX: "json"}.get(suffix)
+
+
+def _load_file(path: Path, fmt: str, trust: bool) -> Any:
+    if fmt == "torch":
+        return _load_pickle(path, trust)
+    if fmt == "safetensors":
+        return _load_safetensors(path)
+    return _load_json(path)
 
 
 def _load_directory(path: Path, trust: bool) -> LoadedCheckpoint:
@@ -104,27 +157,25 @@ def _load_directory(path: Path, trust: bool) -> LoadedCheckpoint:
             subdirs.append(child.name)
             continue
         suffix = child.suffix.lower()
-        if suffix in PICKLE_SUFFIXES:
-            try:
-                tree[child.name] = _load_pickle(child, trust)
-                files.append(FileEntry(child.name, "torch", "loaded"))
-            except _UnsafePickle:
-                if child.name not in CONFIG_FILES:
-                    raise
-                tree[child.name] = Unloaded(child.name, UNSAFE_CONFIG_NOTE)
-                files.append(FileEntry(child.name, "torch", "not loaded (unsafe pickle)"))
-        elif suffix == SAFETENSORS_SUFFIX:
-            tree[child.name] = _load_safetensors(child)
-            files.append(FileEntry(child.name, "safetensors", "loaded"))
-        elif suffix == JSON_SUFFIX:
-            tree[child.name] = _load_json(child)
-            files.append(FileEntry(child.name, "json", "loaded"))
-        else:
+        known = _format_from_suffix(suffix)
+        # Suffix-less files are sniffed (DeepSpeed's `latest` is text and stays ignored); others keep their suffix's meaning.
+        fmt = (sniff_format(child) or known) if known or not suffix else None
+        if fmt is None:
             files.append(FileEntry(child.name, "other", "ignored"))
-    if not any(f.format in ("torch", "safetensors") for f in files):
+            continue
+        kind = "pickle" if fmt == "torch" and _is_plain_pickle(child) else fmt
+        try:
+            tree[child.name] = _load_file(child, fmt, trust)
+            files.append(FileEntry(child.name, kind, "loaded"))
+        except _UnsafePickle:
+            if child.name not in CONFIG_FILES:
+                raise
+            tree[child.name] = Unloaded(child.name, UNSAFE_CONFIG_NOTE)
+            files.append(FileEntry(child.name, kind, "not loaded (unsafe pickle)"))
+    if not any(f.format in ("torch", "pickle", "safetensors") for f in files):
         hint = f"; it holds directories {', '.join(subdirs[:5])}: audit one of those" if subdirs else ""
-        raise CheckpointError(f"{path}: no checkpoint files in this directory (no {', '.join(PICKLE_SUFFIXES)} "
-                              f"or {SAFETENSORS_SUFFIX} file){hint}")
+        raise CheckpointError(f"{path}: no checkpoint files in this directory (no torch, pickle or safetensors "
+                              f"file){hint}")
     return LoadedCheckpoint(path, "directory", tree, files, trust)
 
 
@@ -141,6 +192,8 @@ def _load_pickle(path: Path, trust: bool) -> Any:
             raise CheckpointError(f"{path}: truncated or corrupt checkpoint (zip archive without its central "
                                   f"directory; {len(data)} bytes): was the save interrupted or the copy cut short?")
     elif data[0] == _PICKLE_PROTO:
+        if not _is_legacy_torch(data):
+            return _load_plain_pickle(path, data, trust)
         problem = _legacy_problem(data)
         if problem:
             raise CheckpointError(f"{path}: truncated or corrupt checkpoint (legacy torch format: {problem})")
@@ -155,6 +208,105 @@ def _load_pickle(path: Path, trust: bool) -> Any:
     except pickle.UnpicklingError as exc:
         raise _UnsafePickle(f"{path}: needs an unsafe pickle (it contains {_unsafe_what(path, exc)}); "
                             "re-run with --trust-checkpoint only if you trust its source") from None
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    """A pickle written by `pickle.dump`, not `torch.save`: neither a zip archive nor torch's legacy format."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    return data[:1] == bytes([_PICKLE_PROTO]) and not _is_legacy_torch(data)
+
+
+def _is_legacy_torch(data: bytes) -> bool:
+    """torch's pre-zip format opens with a pickle of one integer, its magic number; a plain pickle does not."""
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in ("PROTO", "FRAME"):
+                continue
+            return opcode.name in ("LONG1", "LONG4", "LONG", "INT") and arg == _TORCH_LEGACY_MAGIC
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _load_plain_pickle(path: Path, data: bytes, trust: bool) -> Any:
+    """A `pickle.dump` file, allowed the same globals as a torch file under `weights_only` (plus numpy arrays).
+
+    torch.load cannot read one (it expects its own framing), and torch's restricted unpickler knows only
+    protocol 2, so a stdlib unpickler whose `find_class` answers from torch's allowlist reads it. Tensors
+    pickled this way hold torch.save bytes, which `_load_tensor_bytes` reads under the same rules.
+    """
+    if trust:
+        try:
+            return pickle.loads(data)  # noqa: S301 -- the user vouched for this file with --trust-checkpoint
+        except Exception as exc:  # an arbitrary pickle can raise anything while rebuilding  # noqa: BLE001
+            raise CheckpointError(f"{path}: plain pickle (not a torch checkpoint) does not load "
+                                  f"({type(exc).__name__}: {_first_line(exc)})") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data)).load()
+    except _RefusedGlobal as exc:
+        raise _UnsafePickle(f"{path}: plain pickle (not a torch checkpoint) that needs an unsafe load (it contains "
+                            f"GLOBAL {exc}); re-run with --trust-checkpoint only if you trust its source") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, UnicodeDecodeError, IndexError, KeyError,
+            TypeError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt plain pickle (not a torch checkpoint; "
+                              f"{type(exc).__name__}: {_first_line(exc)})") from None
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A global outside the weights-only allowlist; its message is the global's dotted name."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals torch's `weights_only` load allows; never imports anything else."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, encoding="utf-8")
+        self._allowed = _weights_only_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self._allowed.get(f"{module}.{name}")
+        if found is None:
+            raise _RefusedGlobal(f"{module}.{name}")
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"persistent id {pid!r} in a plain pickle")
+
+
+def _weights_only_globals() -> dict[str, Any]:
+    """Dotted name -> object for what `torch.load(weights_only=True)` may rebuild, plus numpy arrays.
+
+    torch keeps this list private; without it only plain Python values (and numpy arrays) load.
+    """
+    import torch
+
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals, _get_user_allowed_globals
+
+        allowed = {**_get_allowed_globals(), **_get_user_allowed_globals()}
+    except (ImportError, AttributeError):
+        allowed = {}
+    allowed.update({f"{g.__module__}.{g.__qualname__}": g for g in _numpy_globals()})
+    allowed["torch.storage._load_from_bytes"] = _load_tensor_bytes
+    allowed["torch.Size"] = torch.Size
+    return allowed
+
+
+def _load_tensor_bytes(data: bytes) -> Any:
+    """What `torch.storage._load_from_bytes` does for a pickled tensor, but with weights_only=True."""
+    import torch
+
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _torch_load(path: Path, *, weights_only: bool) -> Any:
