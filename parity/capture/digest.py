@@ -108,14 +108,30 @@ class PendingDigest:
         self.value: str | None = None
 
 
-def resolve_all(pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor] = ()) -> list[torch.Tensor]:
-    """Resolve digests in place and copy `scalars` to the CPU, with one transfer per device."""
+class HostCopy:
+    """An integer device tensor (row-digest sums, label counts) to bring to the host with the step's
+    single transfer; a CPU tensor is its own host copy. `value` is the int64 host tensor once resolved."""
+
+    __slots__ = ("tensor", "value")
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+        self.value: torch.Tensor | None = tensor.to(torch.int64) if tensor.device.type == "cpu" else None
+
+
+def resolve_all(pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor] = (),
+                copies: Iterable[HostCopy] = ()) -> list[torch.Tensor]:
+    """Resolve digests and `copies` in place and copy `scalars` to the CPU, with one transfer per device."""
     pending = [p for p in pending if p.value is None]
     slots: dict[torch.device, list[tuple[Any, int, torch.Tensor]]] = {}
     for p in pending:
         for i, s in enumerate(p.sums):
             if isinstance(s, torch.Tensor):
                 slots.setdefault(s.device, []).append((p, i, s))
+    copy_slots: dict[torch.device, list[HostCopy]] = {}
+    for c in copies:
+        if c.value is None:
+            copy_slots.setdefault(c.tensor.device, []).append(c)
     host_scalars: list[torch.Tensor | None] = [None] * len(scalars)
     scalar_slots: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
     for j, t in enumerate(scalars):
@@ -123,13 +139,24 @@ def resolve_all(pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor
             host_scalars[j] = t
         else:
             scalar_slots.setdefault(t.device, []).append((j, t))
-    for device in set(slots) | set(scalar_slots):
+    for device in set(slots) | set(scalar_slots) | set(copy_slots):
         ints = slots.get(device, [])
         flts = scalar_slots.get(device, [])
-        if ints:
-            values = torch.stack([s for _, _, s in ints]).cpu().tolist()
+        held = copy_slots.get(device, [])
+        if ints or held:
+            # Digest sums and integer copies travel as one int64 vector, cut apart on the host.
+            flat = [c.tensor.reshape(-1).to(torch.int64) for c in held]
+            if ints:
+                flat.insert(0, torch.stack([s for _, _, s in ints]))
+            moved = torch.cat(flat).cpu()
+            values = moved[:len(ints)].tolist()
             for (p, i, _), v in zip(ints, values):
                 p.sums[i] = v & _MASK64
+            offset = len(ints)
+            for c in held:
+                n = c.tensor.numel()
+                c.value = moved[offset:offset + n].reshape(c.tensor.shape)
+                offset += n
         if flts:
             # One transfer for the device's float scalars too; the dtypes may differ, so cast via
             # float64 only for transport and restore each scalar's own dtype afterwards (exact).
@@ -146,6 +173,65 @@ def tensor_sums(tensors: Sequence[torch.Tensor], weighted: bool) -> list[int]:
     pending = PendingDigest(tensors, weighted)
     resolve_all([pending])
     return pending.sums  # type: ignore[return-value]
+
+
+_SPLITMIX_A = 0xBF58476D1CE4E5B9
+_SPLITMIX_B = 0x94D049BB133111EB
+
+
+def _splitmix_torch(z: torch.Tensor) -> torch.Tensor:
+    """The full splitmix64 finaliser on int64 (wrapping arithmetic), used to chain a row's fields."""
+    z = (z ^ _lshr(z, 30)) * _signed(_SPLITMIX_A)
+    z = (z ^ _lshr(z, 27)) * _signed(_SPLITMIX_B)
+    return z ^ _lshr(z, 31)
+
+
+def row_sums(t: torch.Tensor, weighted: bool = True) -> torch.Tensor:
+    """One 64-bit sum per row (index along dim 0), as int64 on the tensor's device (no sync).
+
+    Each row's bytes are zero-padded to whole words on their own, and `weighted` mixes each word with
+    its position counted from the row's start, so a row digests alike wherever it sits in a batch.
+    """
+    t = t.detach()
+    if t.dim() == 0:
+        raise ValueError("row_sums needs a tensor with a leading dimension")
+    if not t.is_contiguous():
+        t = t.contiguous()
+    n = t.shape[0]
+    row_bytes = (t[0].numel() if n else 0) * t.element_size()
+    raw = t.reshape(-1).view(torch.uint8).reshape(n, row_bytes)
+    pad = (-row_bytes) % 8
+    if pad:
+        raw = torch.cat([raw, raw.new_zeros(n, pad)], dim=1)
+    words = raw.view(torch.int64)
+    if not weighted:
+        return words.sum(dim=1)
+    idx = torch.arange(words.shape[1], device=words.device, dtype=torch.int64)
+    z = words + idx * _signed(_GOLDEN)
+    z = z ^ _lshr(z, 31)
+    z = z * _signed(_MIX)
+    return (z ^ _lshr(z, 29)).sum(dim=1)
+
+
+def row_digests(named: Sequence[tuple[str, torch.Tensor]]) -> torch.Tensor:
+    """One int64 digest per row combining every named field's row, in order (all share dim 0).
+
+    Each field's row sum is salted with the field's name, dtype and row shape, then chained through
+    splitmix64, so swapping one field's values between two rows changes both rows' digests.
+    """
+    combined: torch.Tensor | None = None
+    for name, t in named:
+        salt = int(combine([name, str(t.dtype), tuple(t.shape[1:])]), 16)
+        mixed = _splitmix_torch(row_sums(t) + _signed(salt))
+        combined = mixed if combined is None else _splitmix_torch(combined + mixed)
+    if combined is None:
+        raise ValueError("row_digests needs at least one field")
+    return combined
+
+
+def hex64(value: int) -> str:
+    """A 64-bit integer (any sign, reduced mod 2**64) as 16 hex digits."""
+    return f"{value & _MASK64:016x}"
 
 
 def combine(parts: Iterable[object]) -> str:

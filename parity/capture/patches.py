@@ -9,18 +9,31 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import sys
+import types
 from typing import Any, Callable
 
 import torch
 from torch.optim import lr_scheduler
 
 from parity.capture.controls import rng_restore_targets
-from parity.capture.recorder import Recorder, iter_tensors
+from parity.capture import structure
+from parity.capture.recorder import Recorder, dynamo_tracing, iter_tensors
 from parity.trace import schema
 
 
 def _scheduler_classes() -> list[type]:
     return [c for c in vars(lr_scheduler).values() if inspect.isclass(c) and issubclass(c, lr_scheduler.LRScheduler)]
+
+
+def _data_tensors(values: Any) -> list[torch.Tensor]:
+    """Only tensors that do not require grad are data: a root-level loss module also receives the
+    model's outputs, which depend on the parameters, not on the batch."""
+    return [t for t in iter_tensors(values) if not t.requires_grad]
+
+
+def _root_name(module: torch.nn.Module) -> str:
+    return type(structure.unwrap_compiled(module)).__name__
 
 
 class TorchPatches:
@@ -44,6 +57,12 @@ class TorchPatches:
         self._skipped_calls: list[str] = []
         self._optimizers: list[dict[str, Any]] = []
         self._schedulers: list[dict[str, Any]] = []
+        self._enclosing = structure.EnclosingForwards()
+        # The `forward` frame of a model called as `model.forward(x)`, held (strongly, so that its
+        # identity cannot be reused) from its first root-level submodule until the next update.
+        self._outer_frame: types.FrameType | None = None
+        # The root-level module whose post hook records the batch (a trainable model, grad enabled).
+        self._batch_root: torch.nn.Module | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
     def _patch(self, owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
@@ -64,6 +83,8 @@ class TorchPatches:
 
     def _outermost(self, key: str, call: Callable[[], Any], on_enter: Callable[[], None] | None = None,
                    on_exit: Callable[[Any], None] | None = None) -> Any:
+        if dynamo_tracing():
+            return call()
         depth = self._depth.get(key, 0)
         if depth == 0 and on_enter is not None:
             self._safe(key, on_enter)
@@ -77,6 +98,7 @@ class TorchPatches:
         return result
 
     def uninstall(self) -> None:
+        self._outer_frame = self._batch_root = None
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -105,6 +127,7 @@ class TorchPatches:
         self._patch_scaler()
         self._patch_module_mode()
         self._patch_loader()
+        self._patch_dataloader_init()
         self._patch(torch, "save", self._simple_event(schema.EV_SAVE))
         self._patch(argparse.ArgumentParser, "parse_known_args", self._wrap_parse)
         for owner, name, kind in rng_restore_targets(self.skip_loads):
@@ -114,6 +137,8 @@ class TorchPatches:
     def _simple_event(self, name: str) -> Callable[[Callable], Callable]:
         def make(original: Callable) -> Callable:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if dynamo_tracing():
+                    return original(*args, **kwargs)
                 self._safe(name, self.recorder.event, name)
                 return original(*args, **kwargs)
             return wrapper
@@ -121,10 +146,15 @@ class TorchPatches:
 
     # -- optimizer ---------------------------------------------------------------------------
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if dynamo_tracing():
+            return
+        self._outer_frame = None  # the forward it belonged to is over: release its locals
         self._safe("optimizer.step", self.recorder.event, schema.EV_OPT_STEP)
         self._safe("optimizer.step", self.recorder.before_update, optimizer)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if dynamo_tracing():
+            return
         if self._in_scaler_step:
             self._scaler_updated = True
         self._safe("optimizer.step", self.recorder.after_update, optimizer)
@@ -259,6 +289,8 @@ class TorchPatches:
 
         def make_scale(original: Callable) -> Callable:
             def scale(self: Any, outputs: Any) -> Any:
+                if dynamo_tracing():
+                    return original(self, outputs)
                 patches._safe("scaler.scale", patches.recorder.event, schema.EV_SCALER_SCALE)
                 result = original(self, outputs)
                 if isinstance(outputs, torch.Tensor) and isinstance(result, torch.Tensor):
@@ -269,6 +301,8 @@ class TorchPatches:
 
         def make_step(original: Callable) -> Callable:
             def step(self: Any, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+                if dynamo_tracing():
+                    return original(self, optimizer, *args, **kwargs)
                 patches._safe("scaler.step", patches.recorder.event, schema.EV_SCALER_STEP)
                 patches._in_scaler_step, patches._scaler_updated = True, False
                 try:
@@ -288,41 +322,117 @@ class TorchPatches:
         self._patch_skippable_load(GradScaler, "grad_scaler")
 
     # -- modules -----------------------------------------------------------------------------
+    # Both forward hooks return at once while Dynamo traces, so the depth count stays balanced: the
+    # compiled region's submodules are never seen, the OptimizedModule around them is, eagerly.
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
+        if dynamo_tracing():
+            return
         depth = self._depth.get("forward", 0)
         self._depth["forward"] = depth + 1
         if depth == 0:
-            name = schema.EV_FORWARD if torch.is_grad_enabled() else schema.EV_FORWARD_NO_GRAD
-            self._safe("forward", self.recorder.event, name)
+            self._batch_root = None
+            self._safe("forward", self._root_forward, module)
+
+    def _root_forward(self, module: torch.nn.Module) -> None:
+        """A root-level forward: its event, and for a model's grad-enabled call the mode and the batch.
+
+        A trainer calling `model.forward(x)` fires no hook for `model`: its submodules arrive here one
+        by one, and one of them may be fed a constant (a zero hidden state). The enclosing forward's own
+        arguments are then the batch, recorded once per call, named after the model.
+        """
+        grad = torch.is_grad_enabled()
+        outer = self._enclosing.find(module, sys._getframe(1))
+        if outer is not None:
+            if outer is self._outer_frame:
+                return  # another submodule of a call already recorded
+            self._outer_frame = outer
+            root = structure.forward_owner(outer)
+        else:
+            root = module
+        self.recorder.event(schema.EV_FORWARD if grad else schema.EV_FORWARD_NO_GRAD)
+        # A root module without trainable parameters (a frozen smoother, a loss) is not "the model".
+        if not grad or not any(p.requires_grad for p in root.parameters()):
+            return
+        self.recorder.on_root(root)
+        self.recorder.on_mode(root)
+        if outer is None:
+            self._batch_root = root  # its inputs are digested by the post hook
+        else:
+            # Read when its first submodule runs: an argument reassigned before that is seen reassigned.
+            self.recorder.on_batch(_data_tensors(structure.forward_arguments(outer)), _root_name(root))
 
     def _patch_loader(self) -> None:
+        import weakref
+
+        from torch.utils.data import DataLoader
         from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-        patches = self
+        from parity.capture.recorder import rng_digests
 
-        def make(original: Callable) -> Callable:
+        patches = self
+        # Epochs are counted per DataLoader by its __iter__ calls; a persistent-workers loader hands out
+        # the same iterator again, so the iterator's epoch is updated on every call. Weak keys: a
+        # finished loop's loader and iterator are freed as without capture.
+        iterations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        epoch_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        rng_recorded: list[bool] = []
+
+        def make_iter(original: Callable) -> Callable:
+            def __iter__(self: Any) -> Any:
+                iterator = original(self)
+
+                def count() -> None:
+                    iterations[self] = iterations.get(self, 0) + 1
+                    if isinstance(iterator, _BaseDataLoaderIter):
+                        epoch_of[iterator] = iterations[self] - 1
+                patches._safe("loader.__iter__", count)
+                return iterator
+            return __iter__
+
+        def first_training_fetch() -> None:
+            rng_recorded.append(True)
+            patches.recorder.meta(schema.META_RNG_AT_FIRST_BATCH, rng_digests())
+
+        def make_next(original: Callable) -> Callable:
             def __next__(self: Any) -> Any:
+                if not rng_recorded and torch.is_grad_enabled():
+                    patches._safe("loader", first_training_fetch)
                 batch = original(self)  # StopIteration passes through untouched
                 if torch.is_grad_enabled():
                     patches._safe("loader", patches.recorder.event, schema.EV_DATA)
-                    patches._safe("loader", lambda: patches.recorder.on_loader_batch(
-                        [t for t in iter_tensors(batch) if not t.requires_grad]))
+                    patches._safe("loader", lambda: patches.recorder.on_loader_batch(batch, epoch_of.get(self)))
                 else:
                     patches._safe("loader", patches.recorder.event, schema.EV_DATA_NO_GRAD)
                 return batch
             return __next__
-        self._patch(_BaseDataLoaderIter, "__next__", make)
+        self._patch(DataLoader, "__iter__", make_iter)
+        self._patch(_BaseDataLoaderIter, "__next__", make_next)
+
+    def _patch_dataloader_init(self) -> None:
+        from torch.utils.data import DataLoader
+
+        from parity.capture.batches import describe_loader
+
+        patches = self
+        described: list[dict[str, Any]] = []
+
+        def make(original: Callable) -> Callable:
+            def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+                def describe(_: Any) -> None:
+                    described.append(describe_loader(self))
+                    patches.recorder.meta(schema.META_DATALOADERS, described)
+                patches._outermost("dataloader.__init__", lambda: original(self, *args, **kwargs), on_exit=describe)
+            return __init__
+        self._patch(DataLoader, "__init__", make)
 
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if dynamo_tracing():
+            return
         depth = self._depth.get("forward", 1) - 1
         self._depth["forward"] = depth
-        # A root module without trainable parameters (a frozen smoother, a loss) is not "the model":
-        # a trainer that calls model.forward() directly makes its submodules roots.
-        if depth == 0 and torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()):
-            # Only tensors that do not require grad are data: a root-level loss module also receives
-            # the model's outputs, which depend on the parameters, not on the batch.
-            self._safe("forward", lambda: self.recorder.on_batch(
-                [t for t in iter_tensors((args, kwargs)) if not t.requires_grad], type(module).__name__))
+        if depth == 0 and self._batch_root is module:
+            self._batch_root = None
+            self._safe("forward", lambda: self.recorder.on_batch(_data_tensors((args, kwargs)), _root_name(module)))
 
     def _patch_module_mode(self) -> None:
         patches = self

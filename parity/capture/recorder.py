@@ -16,15 +16,18 @@ from __future__ import annotations
 import os
 import random
 import resource
+import sys
 import time
 import traceback
 import warnings
+import weakref
 from typing import Any, Iterable
 
 import numpy as np
 import torch
 
-from parity.capture import digest
+from parity.capture import digest, settings, sources, structure
+from parity.capture.batches import LoaderBatch, label_histogram
 from parity.capture.config import CaptureConfig
 from parity.trace import schema
 from parity.trace.writer import TraceWriter
@@ -65,6 +68,13 @@ def _optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[list[tor
     return tensors, scalars
 
 
+def dynamo_tracing() -> bool:
+    """True while torch.compile traces: capture code then returns at once, so it is never compiled in."""
+    compiler = getattr(torch, "compiler", None)
+    is_compiling = getattr(compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
+
+
 def rng_digests() -> dict[str, str]:
     """Digests of every RNG a trainer commonly draws from; CUDA only if already initialised."""
     out = {
@@ -100,7 +110,10 @@ class Recorder:
         self._last_update_end: float | None = None
         self._first_event_time: float | None = None
         self._warned = False
-        self._fetched: digest.PendingDigest | None = None
+        self._fetched: LoaderBatch | None = None
+        # Roots of grad-enabled forwards, held weakly until the first update describes them.
+        self._roots: dict[int, weakref.ref] = {}
+        self._context_recorded = False
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -118,7 +131,7 @@ class Recorder:
 
     @property
     def active(self) -> bool:
-        return not self.closed and os.getpid() == self.pid
+        return not self.closed and os.getpid() == self.pid and not dynamo_tracing()
 
     def meta(self, key: str, value: Any, *, open_trace: bool = False) -> None:
         """Record run metadata; it is buffered until the trace exists unless `open_trace`."""
@@ -136,7 +149,7 @@ class Recorder:
         if self._updated:
             self._write_step()
         if self._writer is not None:
-            end = {"type": schema.END, "status": status, "steps": self._step}
+            end = {"type": schema.END, "status": status, "steps": self._step, "load": metadata.load_average()}
             if error:
                 end["error"] = error
             if self._current["events"]:
@@ -165,12 +178,14 @@ class Recorder:
     def _write_step(self) -> None:
         record = self._current
         # Everything still on a device is copied to the host here, once per step and per device.
-        pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None)]
+        pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None),
+                   *(p for fields in record[schema.F_FIELDS] for p in fields.values())]
+        copies = [*(record[schema.F_SAMPLES] or []), *(part.bins for part in record[schema.F_LABELS] or [])]
         scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
         norm = record["grad_norm"]
         if norm is not None:
             scalars.append(norm["tensor"])
-        host = iter(digest.resolve_all(pending, scalars))
+        host = iter(digest.resolve_all(pending, scalars, copies))
         losses = [{**digest.float_bits(next(host))} for _ in record["losses"]]
         for entry, out in zip(record["losses"], losses):
             if entry["scale"] is not None:
@@ -180,6 +195,7 @@ class Recorder:
             record["grad_norm"] = {**digest.float_bits(next(host)), "source": norm["source"]}
         record["batch"] = [f"{module}:{p.value}" for module, p in record["batch"]]
         record["loader"] = [p.value for p in record["loader"]]
+        self._resolve_data_fields(record)
         for key in ("params", "optim_state"):
             if record[key] is not None:
                 record[key] = record[key].value
@@ -190,6 +206,8 @@ class Recorder:
         self._clip_seen = False
 
     def event(self, name: str) -> None:
+        if dynamo_tracing():
+            return
         if self._updated and name in schema.OPENING_EVENTS:
             self._write_step()
         if self._first_event_time is None:
@@ -200,32 +218,97 @@ class Recorder:
 
     # -- what the patches report ---------------------------------------------------------------
     def on_loss(self, loss: torch.Tensor, scale: torch.Tensor | None) -> None:
+        if dynamo_tracing():
+            return
         if loss.numel() == 1:
             scale = scale.detach().clone().reshape(()) if isinstance(scale, torch.Tensor) else scale
             self._current["losses"].append({"tensor": loss.detach().clone().reshape(()), "scale": scale})
 
     def on_clip(self, total_norm: torch.Tensor, max_norm: float, norm_type: float) -> None:
+        if dynamo_tracing():
+            return
         self._current["clip"] = {"max_norm": digest.json_float(float(max_norm)), "norm_type": digest.json_float(float(norm_type))}
         self._current["grad_norm"] = {"tensor": total_norm.detach().clone().reshape(()), "source": "clip_grad_norm_"}
         self._clip_seen = True
 
     def on_batch(self, tensors: list[torch.Tensor], module: str) -> None:
+        if dynamo_tracing():
+            return
         self._use_fetched()
         if tensors and self.config.digests_at(self._step):
             self._current["batch"].append((module, digest.PendingDigest(tensors, weighted=True)))
 
-    def on_loader_batch(self, tensors: list[torch.Tensor]) -> None:
+    def on_loader_batch(self, batch: Any, epoch: int | None) -> None:
         # Held until a training forward uses it: a batch fetched and dropped (a resumed run skipping
         # what it already consumed) is not data this step trained on; the last fetch before a forward is.
-        if tensors and self.config.digests_at(self._step):
-            self._fetched = digest.PendingDigest(tensors, weighted=True)
+        tensors = [t for t in iter_tensors(batch) if not t.requires_grad]
+        self._fetched = LoaderBatch(batch, tensors, epoch, self.config.digests_at(self._step))
 
     def _use_fetched(self) -> None:
-        if self._fetched is not None:
-            self._current["loader"].append(self._fetched)
-            self._fetched = None
+        fetched, self._fetched = self._fetched, None
+        if fetched is None:
+            return
+        record = self._current
+        if record[schema.F_EPOCH] is None:  # the epoch of the loader that produced the step's first batch
+            record[schema.F_EPOCH] = fetched.epoch
+        if fetched.loader is None:
+            return
+        record["loader"].append(fetched.loader)
+        record[schema.F_FIELDS].append(fetched.fields)
+        # Until _write_step resolves them, samples and labels hold the per-batch device-side parts.
+        if fetched.samples is not None:
+            record[schema.F_SAMPLES] = [*(record[schema.F_SAMPLES] or []), fetched.samples]
+        if fetched.labels is not None:
+            record[schema.F_LABELS] = [*(record[schema.F_LABELS] or []), fetched.labels]
+
+    @staticmethod
+    def _resolve_data_fields(record: dict[str, Any]) -> None:
+        """Turn the step's resolved per-batch parts into the schema's fields, samples and labels."""
+        record[schema.F_FIELDS] = [{name: p.value for name, p in fields.items()} for fields in record[schema.F_FIELDS]]
+        samples = record[schema.F_SAMPLES]
+        if samples is not None:
+            record[schema.F_SAMPLES] = digest.hex64(sum(int(part.value) for part in samples))
+        labels = record[schema.F_LABELS]
+        if labels is not None:
+            record[schema.F_LABELS] = label_histogram(labels)
+
+    def on_root(self, module: torch.nn.Module) -> None:
+        """A grad-enabled forward of a model root: remembered (weakly) for the structure record."""
+        if dynamo_tracing() or self._context_recorded:
+            return
+        key = id(module)
+        known = self._roots.get(key)
+        if known is None or known() is not module:
+            self._roots[key] = weakref.ref(module)
+
+    def on_mode(self, module: torch.nn.Module) -> None:
+        """The step's first grad-enabled root forward: which modules were in eval mode."""
+        if dynamo_tracing() or self._current[schema.F_MODE] is not None:
+            return
+        self._current[schema.F_MODE] = structure.training_mode(module)
+
+    def _record_run_context(self, optimizer: torch.optim.Optimizer) -> None:
+        """Model structure, config objects and source files, once, at the first update."""
+        self._context_recorded = True
+        roots = [m for m in (ref() for ref in self._roots.values()) if m is not None]
+        self._roots.clear()
+        caller = sys._getframe(1)
+        collectors = (
+            (schema.META_MODEL, lambda: structure.describe_model(roots, _optimizer_params(optimizer))),
+            (schema.META_CONFIG_OBJECTS, lambda: settings.find_config_objects(caller)),
+            (schema.META_SOURCES, sources.collect_sources),
+        )
+        for key, collect in collectors:
+            try:
+                self.meta(key, collect())
+            except Exception:
+                self.capture_failed(key)
 
     def before_update(self, optimizer: torch.optim.Optimizer) -> None:
+        if dynamo_tracing():
+            return
+        if not self._context_recorded:
+            self._record_run_context(optimizer)
         self._current["groups"] = group_hyperparameters(optimizer)
         if not self._clip_seen and self.config.level != schema.LEVEL_MINIMAL:
             grads = [p.grad for p in _optimizer_params(optimizer) if p.grad is not None]
@@ -234,6 +317,8 @@ class Recorder:
                 self._current["grad_norm"] = {"tensor": torch.linalg.vector_norm(norms, 2.0), "source": "parity"}
 
     def after_update(self, optimizer: torch.optim.Optimizer, skipped: bool = False) -> None:
+        if dynamo_tracing():
+            return
         record = self._current
         record["skipped"] = skipped
         if self.config.digests_at(self._step):
@@ -267,4 +352,4 @@ def iter_tensors(obj: Any) -> Iterable[torch.Tensor]:
     return [x for x in leaves if isinstance(x, torch.Tensor)]
 
 
-__all__ = ["Recorder", "describe_exception", "iter_tensors", "rng_digests", "group_hyperparameters"]
+__all__ = ["Recorder", "describe_exception", "dynamo_tracing", "iter_tensors", "rng_digests", "group_hyperparameters"]
