@@ -27,13 +27,17 @@ def _step(i: int) -> dict[str, Any]:
             "grad_norm": {**float_bits(1.0 + 0.25 * i), "source": "clip_grad_norm_"},
             "clip": {"max_norm": 1.0, "norm_type": 2.0},
             "batch": [combine(["batch", i])], "params": combine(["params", i]),
-            "optim_state": combine(["state", i]), "skipped": False}
+            "optim_state": combine(["state", i]), "skipped": False,
+            schema.F_MODE: {"root": "Net", "training": True, "eval_modules": [], "n_eval": 0}}
 
 
 def _trace(name: str = "base", n: int = STEPS, args: dict | None = None) -> Trace:
     header = {"type": schema.HEADER, "schema": schema.SCHEMA_NAME, "version": schema.SCHEMA_VERSION, "rank": 0,
               "seed": 0, "deterministic": True, "level": "full", "meta": {"argv": [name], "git": None}}
-    meta = {"argparse": {"lr": 0.1, "out": name, **(args or {})},
+    meta = {"argparse": {"lr": 0.1, "out": name, "tag": name, **(args or {})},
+            schema.META_MODEL: {"roots": [{"class": "net.Net", "modules": [["", "Net"], ["fc", "Linear"]],
+                                           "params": [["fc.weight", [2, 4], "torch.float32", True]], "buffers": [],
+                                           "n_params": 8, "n_trainable": 8}], "optimizer_only": []},
             "optimizers": [{"class": "torch.optim.sgd.SGD", "defaults": {"lr": 0.1, "momentum": 0.9}}]}
     return Trace(path=Path(f"{name}/trace-rank0.jsonl"), header=header, meta=meta,
                  steps=[_step(i) for i in range(n)], end={"type": schema.END, "status": schema.END_OK, "steps": n})
@@ -77,9 +81,18 @@ def test_config_difference_alone_is_not_a_divergence() -> None:
 
 
 def test_ignore_args_is_passed_to_config() -> None:
-    c = compare_traces(_trace("a"), _trace("b"), ignore_args=frozenset({"out"}))
+    c = compare_traces(_trace("a"), _trace("b"), ignore_args=frozenset({"tag"}))
     assert _statuses(c)["config"] == schema.IDENTICAL
     assert _statuses(compare_traces(_trace("a"), _trace("b")))["config"] == schema.DIFFERENT
+
+
+def test_output_paths_are_listed_but_do_not_make_config_different() -> None:
+    c = compare_traces(_trace("a", args={"tag": "x"}), _trace("b", args={"tag": "x"}))
+    config = c.finding("config")
+    assert config.status == schema.IDENTICAL
+    assert [p["path"] for p in config.evidence["paths"]] == ["root['argparse']['out']"]
+    assert "1 path setting(s) differ" in config.summary
+    assert [cause.category for cause in c.causes] == ["inert"]
 
 
 def test_reordering_alone_does_not_make_the_verdict_different() -> None:

@@ -11,7 +11,7 @@ from parity.checks.divergence import CHECK_CHANNEL, locate_first_divergence
 from parity.trace import schema
 
 CHECK_OF = {channel: check for check, channel in CHECK_CHANNEL.items()}
-CAUSAL = ["data", "loss", "grad_norm", "lr", "params", "optimizer_state"]
+CAUSAL = ["model", "data", "mode", "loss", "grad_norm", "lr", "params", "optimizer_state"]
 
 
 def _finding(check: str, step: int | None, status: str = schema.DIFFERENT, **evidence: object) -> Finding:
@@ -41,9 +41,9 @@ def test_tie_at_one_step_goes_to_the_causally_earlier_channel(upstream: str, dow
     assert locate_first_divergence(findings)["step"] == 4
 
 
-def test_full_tie_resolves_to_data() -> None:
+def test_full_tie_resolves_to_the_model() -> None:
     out = locate_first_divergence([_finding(CHECK_OF[c], 2) for c in reversed(CAUSAL)])
-    assert (out["step"], out["channel"]) == (2, "data")
+    assert (out["step"], out["channel"]) == (2, "model")
 
 
 def test_earlier_step_beats_causal_order() -> None:

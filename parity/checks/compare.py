@@ -6,21 +6,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parity.checks.base import Finding, Tolerance
+from parity.checks.causes import Cause, rank_causes
+from parity.checks.code import CodeChanges, code_changes
 from parity.checks.config import check_config
 from parity.checks.data import check_data
 from parity.checks.divergence import locate_first_divergence
 from parity.checks.grad_norm import check_grad_norm
 from parity.checks.loss import check_loss
 from parity.checks.lr_schedule import check_lr_schedule
+from parity.checks.model import check_model
 from parity.checks.optimizer_state import check_optimizer_state
 from parity.checks.params import check_params
 from parity.checks.step_order import check_step_order
+from parity.checks.train_mode import check_train_mode
 from parity.trace import schema
 from parity.exceptions import TraceError
 from parity.trace.reader import Trace
 
 #: Check names in report order; the JSON "checks" list follows it.
-CHECK_NAMES = ("config", "step_order", "data", "loss", "grad_norm", "lr_schedule", "params", "optimizer_state")
+CHECK_NAMES = ("config", "step_order", "model", "data", "train_mode", "loss", "grad_norm", "lr_schedule", "params",
+               "optimizer_state")
 
 #: A candidate difference counts as noise when it stays within this multiple of the baseline's own spread.
 NOISE_MARGIN = 2.0
@@ -35,6 +40,9 @@ class Comparison:
     first_divergence: dict[str, Any] | None
     noise: dict[str, Any] | None = None
     sides: dict[str, Any] = field(default_factory=dict)
+    causes: list[Cause] = field(default_factory=list)
+    """What changed, ranked by how directly it changes training; causes[0] is the root cause."""
+    code: CodeChanges = field(default_factory=lambda: CodeChanges(recorded=False))
 
     def finding(self, name: str) -> Finding:
         return next(f for f in self.findings if f.name == name)
@@ -44,11 +52,15 @@ class Comparison:
                 "checks": [{"name": f.name, "status": f.status, "first_divergent_step": f.first_divergent_step,
                             "summary": f.summary, "affects_training": f.affects_training, "evidence": f.evidence}
                            for f in self.findings],
-                "first_divergence": self.first_divergence, "noise_floor": self.noise, "sides": self.sides}
+                "first_divergence": self.first_divergence, "noise_floor": self.noise, "sides": self.sides,
+                "causes": [c.to_json() for c in self.causes], "code": self.code.to_json()}
 
 
 #: Checks that measure what the optimizer saw or did; they decide the verdict.
-TRAINING_CHECKS = frozenset({"data", "loss", "grad_norm", "lr_schedule", "params", "optimizer_state"})
+TRAINING_CHECKS = frozenset({"model", "data", "train_mode", "loss", "grad_norm", "lr_schedule", "params",
+                             "optimizer_state"})
+#: Channels measured numerically: a mode difference counts only when one of them moved.
+_NUMERIC_CHECKS = ("data", "loss", "grad_norm", "lr_schedule", "params", "optimizer_state")
 
 
 def _verdict(findings: list[Finding]) -> str:
@@ -56,7 +68,9 @@ def _verdict(findings: list[Finding]) -> str:
     for status in (schema.DIFFERENT, schema.EQUIVALENT):
         if status in statuses:
             return status
-    if statuses and all(s == schema.NOT_COMPARED for s in statuses):
+    numeric = [f.status for f in findings if f.name in _NUMERIC_CHECKS]
+    # Structure alone (same model, nothing measured) is not evidence that training is the same.
+    if numeric and all(s == schema.NOT_COMPARED for s in numeric):
         return schema.NOT_COMPARED
     return schema.IDENTICAL
 
@@ -67,16 +81,31 @@ def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
     if da != db:
         raise TraceError(f"{candidate.path}: recorded with digest algorithm {db!r}, but {baseline.path} with {da!r}; "
                          "digests are only comparable within one algorithm: re-record one side with this parity")
-    return [
+    findings = [
         check_config(baseline, candidate, ignore_args),
         check_step_order(baseline, candidate),
+        check_model(baseline, candidate),
         check_data(baseline, candidate),
+        check_train_mode(baseline, candidate),
         check_loss(baseline, candidate, tolerance),
         check_grad_norm(baseline, candidate),
         check_lr_schedule(baseline, candidate),
         check_params(baseline, candidate),
         check_optimizer_state(baseline, candidate),
     ]
+    _weigh_train_mode(findings)
+    return findings
+
+
+def _weigh_train_mode(findings: list[Finding]) -> None:
+    """A module left in eval mode changes training only through dropout/batch-norm; when every numeric
+    channel is bit-identical (a model without either), the mode difference is shown but did not matter."""
+    by_name = {f.name: f for f in findings}
+    mode = by_name["train_mode"]
+    if mode.status == schema.DIFFERENT and not any(by_name[n].status == schema.DIFFERENT for n in _NUMERIC_CHECKS):
+        mode.status = schema.EQUIVALENT
+        mode.affects_training = False
+        mode.summary += "; every measured channel is identical, so it did not change training here"
 
 
 def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: Trace) -> dict[str, Any]:
@@ -113,7 +142,10 @@ def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = 
     if baseline_repeat is not None:
         noise = _apply_noise_floor(findings, run_checks(baseline, baseline_repeat, ignore_args=ignore_args), baseline)
     divergence = locate_first_divergence(findings)
+    code = code_changes(baseline, candidate)
+    verdict = _verdict(findings)
+    causes = rank_causes({f.name: f for f in findings}, verdict, divergence, code)
     sides = {name: {"path": str(t.path), "steps": len(t.steps), "ended": t.ended_how,
                     "git": t.header.get("meta", {}).get("git"), "argv": t.header.get("meta", {}).get("argv")}
              for name, t in (("baseline", baseline), ("candidate", candidate))}
-    return Comparison(_verdict(findings), findings, divergence, noise, sides)
+    return Comparison(verdict, findings, divergence, noise, sides, causes, code)

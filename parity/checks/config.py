@@ -1,8 +1,14 @@
-"""`config`: what differs between the two runs' settings: argparse values, optimizer and scheduler
-hyperparameters (including hard-coded ones), numerics flags and environment, via deepdiff."""
+"""`config`: what differs between the two runs' settings: argparse values, config objects found in the
+trainer (dicts, dataclasses, namespaces, TrainingArguments), DataLoader settings, optimizer and scheduler
+hyperparameters (including hard-coded ones), numerics flags and environment, via deepdiff.
+
+Paths (output directories, checkpoint and log files) differ between two runs by construction: they are
+recognised, listed under `evidence["paths"]` and left out of the verdict of this check.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from parity.checks.base import Finding
@@ -10,12 +16,37 @@ from parity.trace import schema
 from parity.trace.reader import Trace
 
 
+#: A setting whose name ends like this names a place on disk, not a training setting.
+_PATH_NAME = re.compile(r"(^|[_\-.])(dir|directory|path|paths|file|filename|folder|out|output|output_dir|outdir|"
+                        r"ckpt|checkpoint|checkpoints|save|save_dir|log|logs|log_dir|logdir|run_name|run_dir|"
+                        r"cache|cache_dir|root|wandb|tensorboard)$", re.IGNORECASE)
+#: A DataLoader setting that is a digest of data, compared by the data check, not a setting.
+_LOADER_DATA_KEYS = ("raw", "attrs")
+
+
+def _loader_settings(trace: Trace) -> list[dict[str, Any]]:
+    loaders = trace.meta.get(schema.META_DATALOADERS)
+    if not isinstance(loaders, list):
+        return []
+    out = []
+    for loader in loaders:
+        if not isinstance(loader, dict):
+            continue
+        dataset = {k: v for k, v in (loader.get("dataset") or {}).items() if k not in _LOADER_DATA_KEYS} \
+            if isinstance(loader.get("dataset"), dict) else loader.get("dataset")
+        out.append({**{k: v for k, v in loader.items() if k != "dataset"}, "dataset": dataset})
+    return out
+
+
 def run_config(trace: Trace, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The comparable settings of one run, grouped by where they come from."""
     meta = trace.header.get("meta", {})
     args = {k: v for k, v in (trace.meta.get("argparse") or {}).items() if k not in ignore}
+    objects = trace.meta.get(schema.META_CONFIG_OBJECTS)
     return {
         "argparse": args,
+        "config_objects": objects if isinstance(objects, dict) else {},
+        "dataloaders": _loader_settings(trace),
         "optimizers": [{"class": o["class"], **o["defaults"]} for o in trace.meta.get("optimizers", [])],
         "schedulers": trace.meta.get("schedulers", []),
         "numerics": meta.get("numerics", {}),
@@ -43,6 +74,23 @@ def _flatten_changes(diff: Any) -> list[dict[str, Any]]:
     return sorted(changes, key=lambda c: c["path"])
 
 
+def _last_key(path: str) -> str:
+    keys = re.findall(r"\['([^']*)'\]", path)
+    return keys[-1] if keys else path
+
+
+def _looks_like_path(value: Any) -> bool:
+    return isinstance(value, str) and ("/" in value or "\\" in value) and " " not in value.strip() and len(value) < 4096
+
+
+def is_path_change(change: dict[str, Any]) -> bool:
+    """A change of where things are written or read from disk, not of what is trained."""
+    if _PATH_NAME.search(_last_key(change["path"])):
+        return True
+    values = [change[k] for k in ("baseline", "candidate") if k in change and change[k] not in (None, "(present)")]
+    return bool(values) and all(_looks_like_path(v) for v in values)
+
+
 def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     from deepdiff import DeepDiff  # imported here: it costs ~0.6 s of start-up that `parity --help` should not pay
 
@@ -52,11 +100,15 @@ def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = f
 
 def check_config(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> Finding:
     """DIFFERENT when any setting differs; explanatory only: the measured channels decide the verdict."""
-    changes = config_changes(baseline, candidate, ignore)
-    evidence = {"changes": changes, "ignored_args": sorted(ignore)}
+    every = config_changes(baseline, candidate, ignore)
+    changes = [c for c in every if not is_path_change(c)]
+    paths = [c for c in every if is_path_change(c)]
+    evidence = {"changes": changes, "paths": paths, "ignored_args": sorted(ignore)}
     if not changes:
-        return Finding("config", schema.IDENTICAL, "same arguments, hyperparameters, numerics flags and environment",
-                       None, evidence, affects_training=False)
+        shown = f" ({len(paths)} path setting(s) differ, as they do between any two runs: " \
+                + ", ".join(c["path"].replace("root", "") for c in paths[:3]) + ")" if paths else ""
+        return Finding("config", schema.IDENTICAL, "same arguments, config objects, DataLoader settings, "
+                       f"hyperparameters, numerics flags and environment{shown}", None, evidence, affects_training=False)
     shown = ", ".join(c["path"].replace("root", "") for c in changes[:4])
     more = f" and {len(changes) - 4} more" if len(changes) > 4 else ""
     return Finding("config", schema.DIFFERENT, f"{len(changes)} setting(s) differ: {shown}{more}", None, evidence,

@@ -1,6 +1,16 @@
-"""`data`: digests of the batches the DataLoader produced and of the inputs of the model's forward."""
+"""`data`: what the model trained on, taken apart: DataLoader batches, model inputs, batch fields
+(inputs vs targets), the samples seen per epoch regardless of order, target-id histograms, and the
+datasets as prepared (raw items by index, the dataset's own data attributes).
+
+From that evidence the check says *what kind* of data difference it is, the way a user debugs it:
+labels re-encoded, different samples (data prepared differently), the same samples in a new order,
+or the same raw samples turned into different batches (augmentation, transforms, random streams).
+"""
 
 from __future__ import annotations
+
+from collections import Counter
+from typing import Any
 
 from parity.checks.base import Finding, first_mismatch, not_compared
 from parity.trace import schema
@@ -9,21 +19,161 @@ from parity.trace.reader import Trace
 #: (step field, what it holds) in the order they are looked at.
 _CHANNELS = (("loader", "DataLoader batches"), ("batch", "model inputs"))
 
+#: Data kinds, as cause categories (parity.checks.causes.CATEGORIES).
+LABELS, CONTENT, ORDER, AUGMENTATION = "labels", "data_content", "data_order", "augmentation"
+
+#: Dataset attributes that hold settings, not data: a changed augmentation strength stored on the
+#: dataset is a transform change, not different prepared data.
+_SETTING_ATTRS = ("cfg", "config", "conf", "args", "hparams", "params", "settings", "opts", "options", "transform",
+                  "transforms", "target_transform", "augment", "augmentation")
+
+_MASK64 = (1 << 64) - 1
+
 
 def _roots(entries: list[str]) -> list[str]:
     return [e.rpartition(":")[0] for e in entries]
 
 
 def _same_roots(a: list[str], b: list[str]) -> bool:
-    """Model inputs compare only when the same root modules ran: a trainer that calls model.forward()
-    directly makes its submodules the roots, and their inputs are not the other side's batch."""
+    """Model inputs compare only when the same root modules ran: their inputs are the other side's batch."""
     return _roots(a) == _roots(b)
+
+
+def _fields_at(step: dict[str, Any]) -> dict[str, str] | None:
+    batches = step.get(schema.F_FIELDS) or []
+    if not batches or not all(isinstance(b, dict) for b in batches):
+        return None
+    merged: dict[str, str] = {}
+    for i, batch in enumerate(batches):
+        for name, digest in batch.items():
+            merged[name if i == 0 else f"{name}#{i}"] = digest
+    return merged
+
+
+def _differing_fields(a: dict[str, Any], b: dict[str, Any]) -> list[str] | None:
+    fa, fb = _fields_at(a), _fields_at(b)
+    if fa is None or fb is None:
+        return None
+    return sorted(n for n in set(fa) | set(fb) if fa.get(n) != fb.get(n))
+
+
+def _target_field(*steps: dict[str, Any]) -> str | None:
+    for step in steps:
+        labels = step.get(schema.F_LABELS)
+        if isinstance(labels, dict) and labels.get("field"):
+            return str(labels["field"])
+    return None
+
+
+def _label_totals(trace: Trace, n: int) -> Counter:
+    total: Counter = Counter()
+    for step in trace.steps[:n]:
+        labels = step.get(schema.F_LABELS)
+        if isinstance(labels, dict) and isinstance(labels.get("hist"), dict):
+            total.update({str(k): int(v) for k, v in labels["hist"].items() if isinstance(v, int)})
+    return total
+
+
+def _epoch_sums(trace: Trace, n: int) -> dict[int, tuple[int, int]]:
+    """Per epoch: (sum of the steps' order-insensitive sample digests mod 2**64, steps in the epoch)."""
+    sums: dict[int, tuple[int, int]] = {}
+    for step in trace.steps[:n]:
+        epoch, samples = step.get(schema.F_EPOCH), step.get(schema.F_SAMPLES)
+        if not isinstance(epoch, int) or not isinstance(samples, str):
+            continue
+        try:
+            value = int(samples, 16)
+        except ValueError:
+            continue
+        total, count = sums.get(epoch, (0, 0))
+        sums[epoch] = ((total + value) & _MASK64, count + 1)
+    return sums
+
+
+def _loaders(trace: Trace) -> list[dict[str, Any]]:
+    loaders = trace.meta.get(schema.META_DATALOADERS)
+    return [d for d in loaders if isinstance(d, dict)] if isinstance(loaders, list) else []
+
+
+def _dataset_differences(baseline: Trace, candidate: Trace) -> dict[str, Any] | None:
+    """How the datasets as prepared differ (None when neither side described its datasets)."""
+    la, lb = _loaders(baseline), _loaders(candidate)
+    if not la or not lb:
+        return None
+    out: dict[str, Any] = {"data_attrs": [], "setting_attrs": [], "raw": [], "length": [], "loaders": min(len(la), len(lb))}
+    for i, (a, b) in enumerate(zip(la, lb)):
+        da, db = a.get("dataset") or {}, b.get("dataset") or {}
+        if da.get("len") != db.get("len"):
+            out["length"].append({"loader": i, "baseline": da.get("len"), "candidate": db.get("len")})
+        attrs_a, attrs_b = da.get("attrs") or {}, db.get("attrs") or {}
+        for name in sorted(set(attrs_a) | set(attrs_b)):
+            if attrs_a.get(name) != attrs_b.get(name):
+                bucket = "setting_attrs" if name.lower().strip("_") in _SETTING_ATTRS else "data_attrs"
+                out[bucket].append(f"loader {i}: {name}")
+        raw_a, raw_b = da.get("raw"), db.get("raw")
+        if isinstance(raw_a, dict) and isinstance(raw_b, dict) and raw_a.get("n") == raw_b.get("n"):
+            if raw_a.get("set") != raw_b.get("set"):
+                out["raw"].append({"loader": i, "kind": "items differ", "n": raw_a.get("n")})
+            elif raw_a.get("ordered") != raw_b.get("ordered"):
+                out["raw"].append({"loader": i, "kind": "same items, other index order", "n": raw_a.get("n")})
+    return out
+
+
+def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int | None, n: int) -> dict[str, Any]:
+    """What kind of data difference this is, with the evidence that decides it."""
+    a, b = baseline.steps[first], candidate.steps[first]
+    evidence: dict[str, Any] = {}
+    differing = _differing_fields(a, b) if loader_first == first else None
+    target = _target_field(a, b)
+    if differing is not None:
+        evidence["fields_differing"] = differing
+    if target is not None:
+        evidence["target_field"] = target
+    rng_a, rng_b = baseline.meta.get(schema.META_RNG_AT_FIRST_BATCH), candidate.meta.get(schema.META_RNG_AT_FIRST_BATCH)
+    if isinstance(rng_a, dict) and isinstance(rng_b, dict):
+        evidence["rng_at_first_batch"] = "same" if rng_a == rng_b else \
+            "differs (" + ", ".join(k for k in sorted(set(rng_a) | set(rng_b)) if rng_a.get(k) != rng_b.get(k)) + ")"
+    if target is not None and differing == [target]:
+        ta, tb = _label_totals(baseline, n), _label_totals(candidate, n)
+        permuted = ta != tb and sorted(ta.values()) == sorted(tb.values())
+        evidence["label_histogram"] = {"baseline": dict(sorted(ta.items())), "candidate": dict(sorted(tb.items()))}
+        how = ("the same label counts under other ids: the label mapping (vocabulary order/encoding) changed"
+               if permuted else "the targets differ while every input field is identical")
+        return {"kind": LABELS, "how": how, **evidence}
+    datasets = _dataset_differences(baseline, candidate)
+    if datasets is not None:
+        evidence["datasets"] = {k: v for k, v in datasets.items() if v}
+        if datasets["data_attrs"] or datasets["length"]:
+            what = ", ".join(datasets["data_attrs"][:4]) or "dataset length"
+            return {"kind": CONTENT, "how": f"the datasets hold different prepared data ({what})", **evidence}
+        if datasets["raw"] and any(r["kind"] == "items differ" for r in datasets["raw"]) and not datasets["setting_attrs"] \
+                and evidence.get("rng_at_first_batch") == "same":
+            # Same RNG state, same data attributes, different items by index: the item transform differs.
+            return {"kind": AUGMENTATION, "how": "the same prepared data yields different items by index: the "
+                    "dataset's transform/augmentation differs", **evidence}
+    sums_a, sums_b = _epoch_sums(baseline, n), _epoch_sums(candidate, n)
+    epochs = [e for e in sorted(set(sums_a) & set(sums_b)) if sums_a[e][1] == sums_b[e][1]]
+    if epochs:
+        same = [e for e in epochs if sums_a[e][0] == sums_b[e][0]]
+        evidence["epochs_compared"] = len(epochs)
+        evidence["epochs_with_same_samples"] = len(same)
+        if len(same) == len(epochs):
+            return {"kind": ORDER, "how": f"every compared epoch ({len(epochs)}) holds the same samples in another "
+                    "order (sampler, shuffling or its seed differs)", **evidence}
+    if datasets is not None and not datasets["data_attrs"] and not datasets["length"]:
+        return {"kind": AUGMENTATION, "how": "the datasets hold the same prepared data, but the batches differ: "
+                "augmentation, transforms or their random streams (workers, seeds) differ", **evidence}
+    if loader_first is None:
+        return {"kind": AUGMENTATION, "how": "the DataLoader's batches are identical, the model's inputs are not: "
+                "augmentation or noise applied in the training loop differs", **evidence}
+    return {"kind": CONTENT, "how": "different samples or different transforms (the datasets were not described, "
+            "so prepared data and augmentation cannot be told apart)", **evidence}
 
 
 def check_data(baseline: Trace, candidate: Trace) -> Finding:
     """IDENTICAL when the loader produced bit-identical batches in the same order and the model's root
     forward saw bit-identical inputs (order-sensitive digests); each part is compared where both sides
-    recorded it. Loader batches equal but model inputs different means augmentation or noise differs."""
+    recorded it. When they differ, `evidence["kind"]` says which kind of data difference it is."""
     evidence: dict = {"strength": "exact bits (order-sensitive wsum64 digest)"}
     firsts = {}
     for field, what in _CHANNELS:
@@ -43,11 +193,8 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
         return Finding("data", schema.IDENTICAL, f"same {seen} in the same order for all {evidence['steps_compared']} "
                        "compared steps", None, evidence)
     first = min(firsts.values())
-    if "loader" in firsts and firsts["loader"] == first:
-        summary = f"the DataLoader's batches differ from step {first}"
-    elif evidence["loader_steps_compared"]:
-        summary = (f"the DataLoader's batches are identical, but the model's inputs differ from step {first} "
-                   "(augmentation or noise applied in the loop differs)")
-    else:
-        summary = f"the model's inputs differ from step {first}"
-    return Finding("data", schema.DIFFERENT, summary, first, evidence)
+    n = min(len(baseline.steps), len(candidate.steps))
+    kind = _classify(baseline, candidate, first, firsts.get("loader"), n)
+    evidence.update(kind)
+    where = "the DataLoader's batches" if firsts.get("loader") == first else "the model's inputs"
+    return Finding("data", schema.DIFFERENT, f"{where} differ from step {first}: {kind['how']}", first, evidence)

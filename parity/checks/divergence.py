@@ -1,5 +1,9 @@
 """First-divergence localisation: the earliest step at which a training channel differs, the channel
-that diverged first in causal order at that step, and a one-sentence diagnosis from the evidence."""
+that diverged first in causal order at that step, and a one-sentence diagnosis from the evidence.
+
+The diagnosis names only causes consistent with the diverging channel (a data difference is never
+blamed on an optimizer flag); where no recorded difference fits, it says so and points at `parity ablate`.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,42 @@ from parity.checks.base import Finding
 from parity.trace import schema
 
 #: check name -> channel name used in reports and JSON.
-CHECK_CHANNEL = {"data": "data", "loss": "loss", "grad_norm": "grad_norm", "lr_schedule": "lr",
-                 "params": "params", "optimizer_state": "optimizer_state"}
+CHECK_CHANNEL = {"model": "model", "data": "data", "train_mode": "mode", "loss": "loss", "grad_norm": "grad_norm",
+                 "lr_schedule": "lr", "params": "params", "optimizer_state": "optimizer_state"}
+
+#: Config sections whose changes are consistent with a divergence first seen in each channel.
+_CONSISTENT = {"data": ("dataloaders", "config_objects", "argparse"),
+               "loss": ("config_objects", "argparse", "numerics", "numerics_at_end", "env"),
+               "grad_norm": ("config_objects", "argparse", "numerics"),
+               "lr": ("schedulers", "optimizers", "config_objects", "argparse"),
+               "params": ("optimizers", "config_objects", "argparse", "numerics"),
+               "optimizer_state": ("optimizers", "config_objects", "argparse")}
+#: Events shown on each side when the loop order differs at the divergent step.
+_EVENTS_SHOWN = 6
+_UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
 
 
-def _config_hint(config: Finding | None, *sections: str) -> str:
+def _config_hint(config: Finding | None, channel: str) -> str:
     if config is None:
         return ""
+    sections = _CONSISTENT.get(channel, ())
     paths = [c["path"] for c in config.evidence.get("changes", [])
              if any(c["path"].startswith(f"root['{s}']") for s in sections)]
     if not paths:
         return ""
-    return " (config differs in " + ", ".join(p.replace("root", "") for p in paths[:3]) + ")"
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return " (settings that differ and could explain it: " + ", ".join(p.replace("root", "") for p in paths[:3]) + more + ")"
+
+
+def _events_window(a: list[str], b: list[str]) -> tuple[str, str]:
+    """The events around the first difference, at most a few on each side."""
+    start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, start - 1)
+
+    def shown(events: list[str]) -> str:
+        part = events[lo:lo + _EVENTS_SHOWN]
+        return ("... > " if lo else "") + " > ".join(part) + (" > ..." if lo + _EVENTS_SHOWN < len(events) else "")
+    return shown(a), shown(b)
 
 
 def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
@@ -30,25 +58,38 @@ def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
         and not order.evidence.get("length_mismatch")
     seq = ""
     if reordered:
-        seq = f"; the loop order differs there: {' > '.join(order.evidence['baseline'])} vs {' > '.join(order.evidence['candidate'])}"
+        a, b = _events_window(order.evidence["baseline"], order.evidence["candidate"])
+        seq = f"; the loop order differs there: {a} vs {b}"
+    hint = _config_hint(config, channel)
+    if channel == "model":
+        return f"the model itself differs: {by_name['model'].summary}."
     if channel == "data":
-        return (f"the batches differ from step {step} ({by_name['data'].summary}): data order, sampler seeding or "
-                f"augmentation changed{_config_hint(config, 'argparse')}{seq}.")
+        data = by_name["data"]
+        how = data.evidence.get("how")
+        model = by_name.get("model")
+        after = ""
+        if model is not None and model.status == schema.DIFFERENT:
+            after = " (the model differs too: see the model check)"
+        if how:
+            return f"the data differs from step {step}: {how}{hint}{after}{seq}."
+        return f"the batches differ from step {step} ({data.summary}){hint}{after}{seq}."
+    if channel == "mode":
+        return f"{by_name['train_mode'].summary}: dropout/batch-norm run in eval mode during training from step {step}{seq}."
     if channel == "loss":
         where = "the initial model or the forward/loss computation" if step == 0 else "the forward pass or loss computation (dropout, reduction, RNG use)"
-        return f"same batches{' and parameters' if step else ''}, different loss at step {step}: {where} differs{_config_hint(config, 'argparse')}{seq}."
+        return f"same batches{' and parameters' if step else ''}, different loss at step {step}: {where} differs{hint or ('; ' + _UNATTRIBUTED if not seq else '')}{seq}."
     if channel == "grad_norm":
         clip = by_name["grad_norm"].evidence.get("clip")
         if clip and clip["step"] == step:
             a, b = (clip.get("baseline") or {}).get("max_norm"), (clip.get("candidate") or {}).get("max_norm")
             return f"same loss and gradients, but the clip threshold differs ({a} -> {b}) from step {step}{seq}."
-        return f"same loss, different gradient norm at step {step}: the backward pass or gradient bookkeeping differs (e.g. gradients not zeroed, accumulation){seq}."
+        return f"same loss, different gradient norm at step {step}: the backward pass or gradient bookkeeping differs (e.g. gradients not zeroed, accumulation){hint}{seq}."
     if channel == "lr":
-        return f"lr differs at step {step} while data, loss and gradients match: the learning-rate schedule differs{_config_hint(config, 'schedulers', 'argparse')}{seq}."
+        return f"lr differs at step {step} while data, loss and gradients match: the learning-rate schedule differs{hint}{seq}."
     if channel == "params":
-        return f"same loss, gradients and lr, different parameters after step {step}: the optimizer update differs{_config_hint(config, 'optimizers')}{seq}."
+        return f"same loss, gradients and lr, different parameters after step {step}: the optimizer update differs{hint}{seq}."
     if channel == "optimizer_state":
-        return f"parameters match but optimizer state differs after step {step}: optimizer hyperparameters or state handling differ{_config_hint(config, 'optimizers')}{seq}."
+        return f"parameters match but optimizer state differs after step {step}: optimizer hyperparameters or state handling differ{hint}{seq}."
     if channel == "steps":
         return f"the runs have different lengths: {order.summary if order else ''}."
     return f"{channel} differs at step {step}{seq}."

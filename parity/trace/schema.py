@@ -129,6 +129,8 @@ INERT_EVENTS = frozenset({EV_SAVE, EV_FORWARD_NO_GRAD, EV_DATA_NO_GRAD, EV_TRAIN
 # End-record statuses.
 END_OK = "ok"
 END_EXCEPTION = "exception"
+#: The process ended on SIGTERM or SIGINT (forwarded by `parity record`, or Ctrl-C).
+END_INTERRUPTED = "interrupted"
 
 # Check statuses, ordered from best to worst for verdict aggregation.
 IDENTICAL = "IDENTICAL"
@@ -139,4 +141,4 @@ STATUSES = (IDENTICAL, EQUIVALENT, NOT_COMPARED, DIFFERENT)
 
 # Channels in causal order, for first-divergence localisation. The recorded lr is the one the
 # update of that step used, so it sits before the parameters it produced.
-CHANNELS = ("config", "data", "loss", "grad_norm", "lr", "params", "optimizer_state")
+CHANNELS = ("config", "model", "data", "mode", "loss", "grad_norm", "lr", "params", "optimizer_state")
