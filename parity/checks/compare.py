@@ -106,6 +106,11 @@ def _weigh_train_mode(findings: list[Finding]) -> None:
         mode.status = schema.EQUIVALENT
         mode.affects_training = False
         mode.summary += "; every measured channel is identical, so it did not change training here"
+    order = by_name["step_order"]
+    if mode.status == schema.DIFFERENT and order.status == schema.EQUIVALENT:
+        # The mode switch the loop order calls inert was not undone before the training forward.
+        order.summary = (f"the mode switches in the loop differ, and the model was NOT back in training mode at the "
+                         f"training forward (see training mode, step {mode.first_divergent_step})")
 
 
 def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: Trace) -> dict[str, Any]:
