@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from parity.trace.reader import Trace
 _ICON = {schema.IDENTICAL: "✅", schema.EQUIVALENT: "🟰", schema.DIFFERENT: "❌", schema.NOT_COMPARED: "➖"}
 _MAX_CONFIG_ROWS = 12
 _ABSENT = (None, "(absent)")
-_TITLES = {"config": "Configuration", "step_order": "Loop order", "data": "Data (batches)", "loss": "Loss",
+_TITLES = {"config": "Configuration", "step_order": "Loop order", "model": "Model structure", "data": "Data (batches)",
+           "train_mode": "Training mode", "loss": "Loss",
            "grad_norm": "Gradient norm and clipping", "lr_schedule": "Learning-rate schedule",
            "params": "Parameters", "optimizer_state": "Optimizer state"}
 
@@ -36,6 +36,8 @@ class ReportContext:
     expectations: dict[str, tuple[str, str]] = field(default_factory=dict)
     title: str = ""
     """Shown in the heading (the pair name); the side labels are used when empty."""
+    generated_by: str = "parity report"
+    """The subcommand that generated the report, named in the heading."""
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -66,9 +68,34 @@ def _affects(f: Finding) -> str:
     return f"**YES**, from step {f.first_divergent_step}" if f.affects_training else "Not by itself (see measured channels)"
 
 
+_CATEGORY_TITLES = {"model": "Model structure", "labels": "Labels", "data_content": "Data content",
+                    "data_order": "Data order", "augmentation": "Augmentation / transforms", "optimizer": "Optimizer",
+                    "schedule": "LR schedule", "clipping": "Gradient clipping", "numerics": "Numerics",
+                    "mode": "Training mode", "loop": "Loop order", "config": "Settings", "code": "Code",
+                    "inert": "Inert settings", "unattributed": "Unattributed"}
+
+
+def _cause_lines(c: Comparison) -> list[str]:
+    """What changed, root causes first; consequences say what they follow from."""
+    lines = []
+    for i, cause in enumerate(c.causes, 1):
+        title = _CATEGORY_TITLES.get(cause.category, cause.category)
+        step = f" (from step {cause.step})" if cause.step is not None else ""
+        follows = f" _Consequence of the {_CATEGORY_TITLES.get(cause.consequence_of, cause.consequence_of).lower()} " \
+                  "change, not a cause of its own._" if cause.consequence_of else ""
+        lines.append(f"{i}. **{title}**{step}: {cause.summary}.{follows}")
+    return lines
+
+
+def _finding_rank(f: Finding) -> tuple[int, int]:
+    # Differences that change training first, then explanatory differences, then what matches.
+    order = {schema.DIFFERENT: 0, schema.EQUIVALENT: 2, schema.NOT_COMPARED: 3, schema.IDENTICAL: 4}
+    return (order[f.status] + (0 if f.affects_training else 1), 0)
+
+
 def _summary_lines(c: Comparison, ctx: ReportContext) -> list[str]:
     lines = []
-    for i, f in enumerate(c.findings, 1):
+    for i, f in enumerate(sorted(c.findings, key=_finding_rank), 1):
         lines.append(f"{i}. {_ICON[f.status]} **{_TITLES[f.name]}: {f.status}**: {f.summary}.")
     return lines
 
@@ -79,7 +106,7 @@ def _quick_reference(c: Comparison, ctx: ReportContext) -> list[dict[str, Any]]:
     changes = c.finding("config").evidence.get("changes", [])
     for change in changes[:_MAX_CONFIG_ROWS]:
         if training_differs:
-            affects = "Possibly: training differs (see first divergence); `parity ablate` attributes it"
+            affects = "Not measured alone: training differs (see ranked causes); `parity ablate` measures it"
         else:
             affects = f"No: training channels are {c.verdict}"
         rows.append({"aspect": f"config `{change['path'].replace('root', '')}`", "baseline": change.get("baseline", "(absent)"),
@@ -87,6 +114,11 @@ def _quick_reference(c: Comparison, ctx: ReportContext) -> list[dict[str, Any]]:
     if len(changes) > _MAX_CONFIG_ROWS:
         rows.append({"aspect": f"... {len(changes) - _MAX_CONFIG_ROWS} more settings", "baseline": "", "candidate": "",
                      "affects training?": "listed under Checks > Configuration"})
+    paths = c.finding("config").evidence.get("paths", [])
+    if paths:
+        rows.append({"aspect": f"{len(paths)} path setting(s)", "baseline": "", "candidate": "",
+                     "affects training?": "No: where files are written (" + ", ".join(
+                         p["path"].replace("root", "") for p in paths[:3]) + (" ..." if len(paths) > 3 else "") + ")"})
     rows.append({"aspect": "final loss", "baseline": _final_loss(ctx.baseline), "candidate": _final_loss(ctx.candidate),
                  "affects training?": _affects(c.finding("loss"))})
     for f in c.findings:
@@ -189,6 +221,10 @@ def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
         rows = [{"setting": ch["path"].replace("root", ""), ctx.labels[0]: ch.get("baseline", "(absent)"),
                  ctx.labels[1]: ch.get("candidate", "(absent)")} for ch in f.evidence.get("changes", [])]
         lines += [_table(rows), ""]
+    elif f.name == "model" and f.evidence.get("changes"):
+        rows = [{"change": ch["kind"], "name": ch["name"], ctx.labels[0]: ch.get("baseline", ""),
+                 ctx.labels[1]: ch.get("candidate", "")} for ch in f.evidence["changes"]]
+        lines += [_table(rows), "", f"Parameters: {f.evidence.get('parameters')}.", ""]
     elif f.name == "step_order" and "baseline" in f.evidence:
         a, b = f.evidence["baseline"], f.evidence["candidate"]
         rows = [{"#": i, ctx.labels[0]: a[i] if i < len(a) else "", ctx.labels[1]: b[i] if i < len(b) else ""}
@@ -204,6 +240,24 @@ def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
     return lines
 
 
+def _code_section(c: Comparison) -> list[str]:
+    """The trainer's source files that differ, with the functions that changed (explanatory only)."""
+    if not c.code.recorded:
+        return []
+    if not c.code.changed:
+        return ["### Code", "", "The trainer's own source files are identical on both sides.", ""]
+    rows = [{"file": f.label, "changed": ", ".join(f.changed) or ("(whole file)" if not (f.baseline and f.candidate) else
+             "(module level)"), "added": ", ".join(f.added), "removed": ", ".join(f.removed)} for f in c.code.files]
+    return ["### Code", "", "Source files of the trainer that differ (functions compared through their syntax tree; "
+            "shown beside the numeric findings, they decide nothing by themselves):", "", _table(rows), ""]
+
+
+def _revision(trace: Trace) -> str:
+    """Where the run's code stood, worded for the heading: "at <commit>", or why there is none in brackets."""
+    in_git = bool(trace.header.get("meta", {}).get("git"))
+    return f"at {_commit(trace)}" if in_git else f"({_commit(trace)})"
+
+
 class MarkdownReporter:
     """Renders a Comparison as markdown and writes its plots beside the output file."""
 
@@ -214,18 +268,22 @@ class MarkdownReporter:
         fd = c.first_divergence
         heading = f"{ctx.title} ({a} vs {b})" if ctx.title else f"{a} vs {b}"
         lines = [f"# Parity report: {heading}", "",
-                 f"Generated by `parity report` on {_dt.date.today().isoformat()}. Baseline `{a}` at {_commit(ctx.baseline)}; "
-                 f"candidate `{b}` at {_commit(ctx.candidate)}. Every status below is measured from recorded runs.", ""]
+                 f"Generated by `{ctx.generated_by}` on {_dt.date.today().isoformat()}. Baseline `{a}` "
+                 f"{_revision(ctx.baseline)}; candidate `{b}` {_revision(ctx.candidate)}. Every status below is "
+                 "measured from recorded runs.", ""]
         if ctx.description:
             lines += [ctx.description.strip(), ""]
         lines += ["## Executive summary", "", f"**Verdict: {_ICON[c.verdict]} {c.verdict}** over "
                   f"{min(len(ctx.baseline.steps), len(ctx.candidate.steps))} compared steps.", ""]
         if fd:
             lines += [f"**First divergence:** step {fd['step']}, channel `{fd['channel']}`: {fd['diagnosis']}", ""]
+        if c.causes:
+            lines += ["**What changed, ranked by how directly it changes training**:", "", *_cause_lines(c), ""]
         lines += ["**Key findings**:", "", *_summary_lines(c, ctx), "", "### Quick reference: what changed?", "",
                   _table(_quick_reference(c, ctx)), "", "## Checks", ""]
         for f in c.findings:
             lines += _check_section(f, ctx)
+        lines += _code_section(c)
         if outfile is not None and ctx.baseline.steps and ctx.candidate.steps:
             plots = write_plots(ctx.baseline, ctx.candidate, outfile.with_suffix(""), ctx.labels)
             lines += ["## Plots", ""] + [f"![{kind}]({p.name})" for kind, p in plots.items()] + [""]
@@ -233,18 +291,7 @@ class MarkdownReporter:
                   "## Performance", "", "Wall time per step includes data loading and capture; peak memory is the CUDA "
                   "allocator's peak on GPU and the process's peak RSS on CPU.", "", _table(_performance(ctx)), "",
                   "## Environment", "", _table(_environment(ctx)), "",
-                  "## Reproduce", "", "Every number above comes from these commands:", "", "```bash",
-                  *ctx.commands, "```", ""]
+                  "## Reproduce", "", "From a fresh clone, at the project root (the folder with pyproject.toml), "
+                  "these commands re-create every number above:", "", "```bash", *ctx.commands, "```", ""]
         return "\n".join(lines)
 
-
-def record_command_line(provenance: dict | None, out: str) -> str | None:
-    """The `parity record` line that reproduces a run, from its run.json."""
-    if not provenance:
-        return None
-    parts = ["parity", "record", "--out", out]
-    if provenance.get("seed") is not None:
-        parts += ["--seed", str(provenance["seed"])]
-    if provenance.get("deterministic"):
-        parts.append("--deterministic")
-    return " ".join(parts) + " -- " + shlex.join(provenance["command"])
