@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from parity.capture import digest, settings, sources, structure
+from parity.capture import digest, metadata, settings, sources, structure
 from parity.capture.batches import LoaderBatch, label_histogram
 from parity.capture.config import CaptureConfig
 from parity.trace import schema
