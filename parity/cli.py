@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from parity import session
-from parity.capture.launch import load_provenance
 from parity.checks.base import Tolerance
 from parity.exceptions import ConfigError, ParityError
-from parity.report.render import emit, to_json_text
+from parity.report.render import check_output_file, emit, to_json_text
 from parity.trace import schema
 from parity.trace.reader import load_run
 
 OK, DIFFERENCES, INVALID = 0, 1, 2
+TOLERANCE_HELP = "loss:REL | loss:N%% | loss:Nulp | loss:bits or loss:0 (exact, the default); finite and >= 0"
+#: README section on options and their values, for errors about the command line itself.
+OPTIONS_DOCS = "README.md#commands"
 EPILOG = ("Exit codes: 0 as expected / identical / exact, 1 differences found (a gate failed, a resume is not exact), "
           "2 invalid input or setup.")
 
 
 def parse_tolerance(text: str) -> Tolerance:
-    """`loss:1e-6` (relative), `loss:0.01%`, `loss:4ulp`, or `loss:bits` (exact, the default)."""
+    """`loss:1e-6` (relative), `loss:0.01%`, `loss:4ulp`, or `loss:bits` / `loss:0` (exact, the default)."""
     field, _, value = text.partition(":")
     if field != "loss" or not value:
         raise argparse.ArgumentTypeError(f"{text!r}: write loss:REL, loss:N%, loss:Nulp or loss:bits")
@@ -30,35 +35,94 @@ def parse_tolerance(text: str) -> Tolerance:
         if value == "bits":
             return Tolerance()
         if value.endswith("ulp"):
-            return Tolerance(ulps=int(value[:-3]))
-        if value.endswith("%"):
-            return Tolerance(rel=float(value[:-1]) / 100)
-        return Tolerance(rel=float(value))
+            ulps, rel = int(value[:-3]), 0.0
+        else:
+            ulps, rel = 0, float(value[:-1]) / 100 if value.endswith("%") else float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number, N%, Nulp or bits") from None
+    # float() accepts "nan", "inf" and overflows "1e400" to inf: a tolerance that admits every loss.
+    if not math.isfinite(rel) or rel < 0 or ulps < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the tolerance must be a finite number >= 0 (loss:0 means exact)")
+    return Tolerance(rel=rel, ulps=ulps)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= {low}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write split points as integers, e.g. 8,16") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: split points must be positive integers, e.g. 8,16")
+    return values
+
+
+def _output_file(text: str) -> str:
+    """-o: checked while parsing, so that a bad path fails before anything (plots included) is rendered."""
+    if text != "-":
+        try:
+            check_output_file(text)
+        except ParityError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _run_directory(text: str) -> str:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a file, not a run directory; give a directory to record into")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, so no directory can be created under it")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: `parity: error: ...`, exit 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(INVALID, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("md", "json"), default="md", help="output format (default: md)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here atomically instead of stdout ('-' = stdout)")
+    p.add_argument("-o", "--output", metavar="FILE", type=_output_file,
+                   help="write here atomically instead of stdout ('-' = stdout); markdown puts its PNG plots beside it")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="step budget for runnable sides (default: the pair file's)")
+    p.add_argument("--steps", type=_positive_int, help="step budget for runnable sides (default: the pair file's)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for runnable sides (default: cpu)")
     p.add_argument("--runs-dir", default="runs", help="where recorded runs are kept (default: runs/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parity", description="Differential testing for PyTorch training code.",
+    parser = _Parser(prog="parity", description="Differential testing for PyTorch training code.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND", help="what to do (COMMAND --help for more)")
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser("record", help="run a training command and record a per-step trace", formatter_class=fmt,
                        epilog="example:\n  parity record --out runs/base --seed 0 -- python train.py --lr 1e-3\n\n" + EPILOG)
-    p.add_argument("--out", required=True, help="run directory to create (one trace-rank<N>.jsonl per process)")
-    p.add_argument("--seed", type=int, help="seed Python, NumPy, torch and PYTHONHASHSEED before the trainer starts")
+    p.add_argument("--out", required=True, type=_run_directory, help="run directory to create (one trace-rank<N>.jsonl per process)")
+    p.add_argument("--seed", type=_non_negative_int, help="seed Python, NumPy, torch and PYTHONHASHSEED before the trainer starts")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (warn-only) + CUBLAS_WORKSPACE_CONFIG")
     p.add_argument("--level", default=schema.LEVEL_FULL, help="capture level: full (default), every:N, minimal")
     p.add_argument("--force", action="store_true", help="replace traces already in --out")
@@ -66,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="compare two recorded runs step by step", formatter_class=fmt,
                        epilog="example:\n  parity compare runs/base runs/cand --format json\n\n" + EPILOG)
-    p.add_argument("baseline")
-    p.add_argument("candidate")
+    p.add_argument("baseline", help="run directory (or trace file) of the reference run")
+    p.add_argument("candidate", help="run directory (or trace file) of the modified run")
     p.add_argument("--repeat", metavar="DIR", help="a second recording of the baseline: measure its noise floor")
-    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help="loss:REL | loss:N%% | loss:Nulp | loss:bits (default)")
-    p.add_argument("--rank", type=int, default=0, help="which rank's trace to compare (default 0)")
+    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help=TOLERANCE_HELP)
+    p.add_argument("--rank", type=_non_negative_int, default=0, help="which rank's trace to compare (default 0)")
     p.add_argument("--ignore-arg", action="append", default=[], help="argparse value to leave out of the config diff")
     add_output_options(p)
 
@@ -82,8 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="run directory, trace file, or git:REV[:PATH] (default: the pair's baseline)")
     p.add_argument("--candidate", help="run directory, trace file, or git:REV[:PATH] (default: the pair's candidate)")
     p.add_argument("--command", nargs=argparse.REMAINDER, help="command for git:REV sides when there is no pair (last option)")
-    p.add_argument("--repeat", action="store_true", default=None, help="record the baseline twice to measure its noise floor")
-    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance())
+    p.add_argument("--repeat", nargs="?", const=True, default=None, metavar="DIR",
+                   help="noise floor of the baseline: with --pair or --command, `--repeat` records the baseline twice; "
+                        "with run directories, `--repeat DIR` names a second recording of the baseline")
+    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help=TOLERANCE_HELP)
     add_run_options(p)
     add_output_options(p)
 
@@ -91,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, epilog="example:\n  parity gate --pair toy-logging\n\n" + EPILOG)
     p.add_argument("--pair", required=True, help="pair file or bundled pair name")
     add_run_options(p)
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text: failures on stderr; json: the comparison and the failures on stdout (default: text)")
 
     p = sub.add_parser("resume-check", help="stop at step k, resume in a fresh process, compare with a continuous run",
                        formatter_class=fmt, epilog="examples:\n  parity resume-check --pair toy-resume --controls\n"
@@ -100,15 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=_int_list, help="comma-separated split points (default: the pair file's)")
     p.add_argument("--controls", action="store_true", help="also run negative controls: skip one state restore at a time")
     p.add_argument("--no-double", action="store_true", help="skip the stop-resume-stop-resume chain")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the runs (default: cpu)")
+    p.add_argument("--runs-dir", default="runs", help="where recorded runs are kept (default: runs/)")
     add_output_options(p)
 
     p = sub.add_parser("ablate", help="apply each difference alone to the baseline and revert it alone on the candidate",
                        formatter_class=fmt, epilog="example:\n  parity ablate --pair toy-ablate --jobs 2 -o reports/toy/toy-ablate.md\n\n"
                        "Exit 1 when any single change alters training on its own.\n" + EPILOG)
     p.add_argument("--pair", required=True, help="pair file with [[toggle]] tables (name, baseline args, candidate args)")
-    p.add_argument("--jobs", type=int, default=2, help="runs recorded in parallel (default 2)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="runs recorded in parallel (default 2)")
     add_run_options(p)
     add_output_options(p)
 
@@ -125,25 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: write split points as integers, e.g. 8,16") from None
-
-
 def _cmd_record(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     result = session.record(cmd, args.out, seed=args.seed, deterministic=args.deterministic, level=args.level, force=args.force)
-    run = load_run(args.out) if any(Path(args.out).glob(schema.TRACE_GLOB)) else None
+    attempt = result.failed_attempt or Path(args.out)
+    run = load_run(attempt) if any(attempt.glob(schema.TRACE_GLOB)) else None
     steps = {r: len(t.steps) for r, t in run.traces.items()} if run else {}
+    kept = f"; {args.out} still holds the previous run" if result.failed_attempt else ""
+    if result.interrupted_by is not None:
+        name = signal.Signals(result.interrupted_by).name
+        print(f"parity: interrupted by {name}; the trainer was stopped, its partial trace is in {attempt} "
+              f"(steps per rank: {steps or 'none'}){kept}", file=sys.stderr)
+        return 128 + result.interrupted_by  # the shell's convention for death by a signal
     if result.returncode != 0:
-        print(f"parity: the command exited with code {result.returncode}; partial trace kept in {args.out} "
-              f"(steps per rank: {steps or 'none'})", file=sys.stderr)
+        print(f"parity: the command exited with code {result.returncode}; partial trace kept in {attempt} "
+              f"(steps per rank: {steps or 'none'}){kept}", file=sys.stderr)
         return INVALID
     if not run:
         print(f"parity: the command finished but recorded nothing in {args.out}: it never created an optimizer "
-              "(is it a PyTorch training command?)", file=sys.stderr)
+              f"(is it a PyTorch training command?){kept}", file=sys.stderr)
         return INVALID
     print(f"parity: recorded {args.out} in {result.seconds:.1f} s (steps per rank: {steps})", file=sys.stderr)
     return OK
@@ -163,14 +230,21 @@ def _render(c: "Comparison", ctx: "ReportContext", fmt: str, output: str | None)
         emit(MarkdownReporter().render(c, ctx, out), output)
 
 
+def _on_cuda(*traces: "Trace") -> bool:
+    """Whether any side ran on a GPU: its Reproduce block then installs without the CPU torch pin."""
+    return any(str(t.header.get("meta", {}).get("device", "")).startswith("cuda") for t in traces)
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     c, base, cand = session.compare_with_traces(args.baseline, args.candidate, tolerance=args.tolerance,
                                                 baseline_repeat=args.repeat, rank=args.rank,
                                                 ignore_args=frozenset(args.ignore_arg))
     from parity.report.markdown import ReportContext
+    from parity.report.reproduce import reproduce_block
 
-    cmd = ["parity compare " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "parity compare ..."]
-    _render(c, ReportContext(base, cand, commands=cmd), args.format, args.output)
+    commands = reproduce_block([args.baseline, args.candidate, args.repeat],
+                               sys.argv[1:] if sys.argv[1:2] == ["compare"] else None, cuda=_on_cuda(base, cand))
+    _render(c, ReportContext(base, cand, commands=commands, generated_by="parity compare"), args.format, args.output)
     return _exit_for(c.verdict)
 
 
@@ -178,16 +252,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     pair = session.load(args.pair) if args.pair else None
     if pair is None and not (args.baseline and args.candidate) and not args.command:
         raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
-    from parity.report.markdown import ReportContext, record_command_line
+    from parity.report.markdown import ReportContext
+    from parity.report.reproduce import reproduce_block
 
+    # `--repeat` alone records a side twice, so it needs a side to record; `--repeat DIR` is a recording.
+    repeat_dir = args.repeat if isinstance(args.repeat, str) else None
+    if args.repeat is True and pair is None and not args.command:
+        raise ConfigError("--repeat: there is no baseline command to record twice; with run directories give the "
+                          "second recording of the baseline: --repeat DIR", docs=OPTIONS_DOCS)
     runs = session.run_pair(pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
-                            steps=args.steps, device=args.device, runs_dir=args.runs_dir, repeat=args.repeat)
+                            steps=args.steps, device=args.device, runs_dir=args.runs_dir,
+                            repeat=False if repeat_dir else args.repeat)
+    if repeat_dir:
+        runs = dataclasses.replace(runs, baseline_repeat=Path(repeat_dir))
     ignore = pair.ignore_args if pair else frozenset()
     c, base, cand = session.compare_with_traces(runs.baseline, runs.candidate, tolerance=args.tolerance,
                                                 baseline_repeat=runs.baseline_repeat, ignore_args=ignore)
-    commands = [line for d in (runs.baseline, runs.candidate, runs.baseline_repeat) if d
-                for line in [record_command_line(load_provenance(d), str(d))] if line]
-    commands.append("parity " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else "parity report ...")
+    # Pair sides, git:REV sides and `--repeat` are recorded by this command; given run directories are not.
+    records_runs = args.repeat is True or any(spec is None or spec.startswith(GIT_PREFIX) for spec in (args.baseline, args.candidate))
+    commands = reproduce_block([runs.baseline, runs.candidate, runs.baseline_repeat],
+                               sys.argv[1:] if sys.argv[1:2] == ["report"] else None, records_runs=records_runs,
+                               cuda=_on_cuda(base, cand))
     expectations = {e.check: (e.status, e.reason) for e in pair.expectations} if pair else {}
     ctx = ReportContext(base, cand, labels=(pair.baseline.name, pair.candidate.name) if pair else ("baseline", "candidate"),
                         commands=commands, description=pair.description if pair else "", expectations=expectations,
@@ -285,7 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.subcommand](args)
     except ParityError as exc:
-        print(f"parity: error: {exc}\n  (see {exc.docs})", file=sys.stderr)
+        # One line, whatever the message holds: callers grep stderr, and exit 2 promises a single reason.
+        message = " ".join(str(exc).split())
+        print(f"parity: error: {message} (see {exc.docs})", file=sys.stderr)
         return INVALID
     except KeyboardInterrupt:
         print("parity: interrupted", file=sys.stderr)

@@ -6,8 +6,13 @@ from __future__ import annotations
 class ParityError(Exception):
     """Base class: a problem with the user's input or setup (exit code 2)."""
 
-    #: Short slug pointing at the README section that explains the fix.
+    #: Short slug pointing at the README section that explains the fix (tests/test_cli_errors.py checks it exists).
     docs: str = "README.md"
+
+    def __init__(self, *args: object, docs: str | None = None) -> None:
+        super().__init__(*args)
+        if docs is not None:  # a raise site that knows a closer section than its class's
+            self.docs = docs
 
 
 class TraceError(ParityError):
@@ -25,10 +30,10 @@ class ConfigError(ParityError):
 class BaselineError(ParityError):
     """A baseline could not be produced: the command failed, a git revision is unknown, ..."""
 
-    docs = "README.md#sides"
+    docs = "README.md#commands"
 
 
 class CheckpointError(ParityError):
     """A checkpoint is unreadable, truncated, or would need an unsafe pickle."""
 
-    docs = "README.md#audit"
+    docs = "README.md#resume-checks-and-checkpoint-audits"

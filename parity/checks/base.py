@@ -41,8 +41,10 @@ class Tolerance:
     """Distance in units in the last place of the recorded dtype."""
 
     def __post_init__(self) -> None:
-        if self.rel < 0 or self.ulps < 0:
-            raise ConfigError("--tolerance: rel and ulps must be >= 0 (e.g. --tolerance loss:1e-6 or loss:4ulp)")
+        # NaN compares false both ways and inf admits every difference: both would pass silently.
+        if not math.isfinite(self.rel) or self.rel < 0 or self.ulps < 0:
+            raise ConfigError(f"--tolerance: rel ({self.rel}) and ulps ({self.ulps}) must be finite and >= 0 "
+                              "(e.g. --tolerance loss:1e-6 or loss:4ulp)")
 
     @property
     def exact(self) -> bool:
