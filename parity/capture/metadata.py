@@ -38,6 +38,7 @@ def numerics_flags() -> dict[str, Any]:
 
 
 def _git_state(start: Path) -> dict[str, Any] | None:
+    """{root, commit, dirty} of the git repository holding `start`, or None outside git."""
     try:
         import git
     except ImportError:  # gitpython is a dependency, but capture must not die without it
@@ -46,14 +47,41 @@ def _git_state(start: Path) -> dict[str, Any] | None:
         repo = git.Repo(start, search_parent_directories=True)
         return {"root": str(repo.working_tree_dir), "commit": repo.head.commit.hexsha,
                 "dirty": repo.is_dirty(untracked_files=False)}
-    except Exception:  # not a repository, or an empty one with no commit yet
+    except Exception:  # not a repository, or an empty one with no commit yet  # noqa: BLE001
         return None
 
 
 def _trainer_location() -> Path:
-    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
-    path = Path(script).resolve().parent if script and Path(script).exists() else Path.cwd()
-    return path
+    """Directory of the trainer's own source: `__main__`'s file, else the script in argv[0], else the cwd.
+
+    `python -m pkg.mod` sets neither `__main__.__file__` nor argv[0] before `sitecustomize` runs (argv[0]
+    is then "-m"), so at capture start such a run falls back on the cwd; called later, it finds the module.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
+    for candidate in (getattr(spec, "origin", None), getattr(main, "__file__", None), script):
+        if isinstance(candidate, str) and os.path.isfile(candidate):
+            return Path(candidate).resolve().parent
+    return Path.cwd()
+
+
+def trainer_git_state(start: Path | None = None) -> dict[str, Any] | None:
+    """Git {root, commit, dirty} of the repository the trainer's source lives in, or None outside git.
+
+    The trainer's source is found as `_trainer_location` says, unless `start` names it. Reads the
+    process state and the repository, changes neither; safe to call at any time after capture starts,
+    and more precise once `__main__` runs (the `-m` case).
+    """
+    return _git_state(start if start is not None else _trainer_location())
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages of the machine, or None where the platform has none (Windows)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def run_metadata() -> dict[str, Any]:
@@ -72,5 +100,8 @@ def run_metadata() -> dict[str, Any]:
         "hostname": platform.node(),
         "numerics": numerics_flags(),
         "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
-        "git": _git_state(_trainer_location()),
+        "git": trainer_git_state(),
+        # Step times of two runs mean little when the machine was busy; the report says so from these.
+        "load": load_average(),
+        "cpus": os.cpu_count(),
     }
