@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -24,9 +25,12 @@ class Capture:
         self.recorder = recorder
         self.patches = patches
 
-    def stop(self, exc: BaseException | None = None) -> None:
+    def stop(self, exc: BaseException | None = None, *, interrupted: bool = False) -> None:
         global _active
-        status = schema.END_OK if exc is None else schema.END_EXCEPTION
+        if interrupted or isinstance(exc, KeyboardInterrupt):
+            status = schema.END_INTERRUPTED
+        else:
+            status = schema.END_OK if exc is None else schema.END_EXCEPTION
         self.recorder.meta("numerics_at_end", metadata.numerics_flags())
         self.recorder.close(status, describe_exception(exc))
         self.patches.uninstall()
@@ -86,6 +90,7 @@ def start_from_environment() -> None:
     capture = start_capture(directory, cfg.CaptureConfig.from_env(), seed=int(seed) if seed else None,
                             deterministic=os.environ.get(cfg.ENV_DETERMINISTIC) == "1", skip_loads=skip)
     failure: list[BaseException] = []
+    signals = _turn_signals_into_exits()
     previous_hook = sys.excepthook
 
     def excepthook(kind, value, tb):  # type: ignore[no-untyped-def]
@@ -93,4 +98,32 @@ def start_from_environment() -> None:
         previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
-    atexit.register(lambda: capture.stop(failure[0] if failure else None))
+    atexit.register(lambda: capture.stop(failure[0] if failure else None, interrupted=bool(signals)))
+
+
+def _turn_signals_into_exits() -> list[int]:
+    """Make SIGTERM and SIGINT unwind the trainer, so atexit closes its trace as interrupted.
+
+    Under SIG_DFL a SIGTERM kills the process before atexit runs, leaving a trace with no end record.
+    Only default dispositions are replaced: this runs before the trainer's code (from sitecustomize),
+    so a trainer that installs its own handler later still wins, and an inherited SIG_IGN stays.
+    Returns the list the handlers append the received signal numbers to.
+    """
+    received: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise SystemExit(128 + signum)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for signum, default, handler in ((signal.SIGTERM, signal.SIG_DFL, on_sigterm),
+                                     (signal.SIGINT, signal.default_int_handler, on_sigint)):
+        try:
+            if signal.getsignal(signum) is default:
+                signal.signal(signum, handler)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            break
+    return received

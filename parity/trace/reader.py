@@ -43,6 +43,8 @@ class Trace:
             return "incomplete (no end record: the process was killed or crashed hard)"
         if self.end.get("status") == schema.END_OK:
             return "complete"
+        if self.end.get("status") == schema.END_INTERRUPTED:
+            return "interrupted by a signal"
         return f"ended by exception: {self.end.get('error', '?')}"
 
 
@@ -150,5 +152,9 @@ def load_run(directory: str | Path) -> Run:
     traces: dict[int, Trace] = {}
     for f in files:
         trace = load_trace(f)
-        traces.setdefault(trace.rank, trace)
+        if trace.rank in traces:
+            # Picking either would compare half of a mixed-up run; only the user knows which is theirs.
+            raise TraceError(f"{directory}: two traces for rank {trace.rank}: {traces[trace.rank].path.name} and "
+                             f"{f.name} (two processes with one rank recorded here); move one of them out")
+        traces[trace.rank] = trace
     return Run(path=directory, traces=traces)

@@ -18,10 +18,13 @@ def encode_record(record: dict[str, Any]) -> str:
 class TraceWriter:
     """Writes one process's trace, one record per line, flushed after every record.
 
-    Create-only: it never appends to or truncates an existing trace (a second process with the same
-    rank gets a ``.pid<N>`` suffix instead). A process killed at any point leaves every completed
-    line on disk; the reader marks a trace without an end record as incomplete. It never syncs to
-    disk per record (fsync per step would dominate small steps); the OS keeps flushed lines.
+    Create-only: it never appends to or truncates an existing trace. A second process with the same
+    rank in one run (a command that starts two trainings without RANK set) gets a ``.pid<N>`` suffix,
+    so neither trace is lost; the reader refuses such a run directory, naming both files, rather than
+    silently comparing one of them. (`parity record` locks its directory, so two recordings cannot
+    collide here.) A process killed at any point leaves every completed line on disk; the reader
+    marks a trace without an end record as incomplete. It never syncs to disk per record (fsync per
+    step would dominate small steps); the OS keeps flushed lines.
     """
 
     def __init__(self, directory: str | os.PathLike, rank: int) -> None:
