@@ -9,7 +9,7 @@ CONFIG = {
     "grad_clip": 1.0,
     "warmup_steps": 3,
     "epochs": 3,
-    "max_steps": None,  # stop early after this many updates (the harness sets it with --steps)
+    "max_steps": None,  # train for exactly this many updates instead of `epochs` (the harness sets --steps)
     # data
     "batch_size": 32,
     "eval_batch_size": 128,

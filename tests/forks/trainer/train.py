@@ -50,9 +50,8 @@ def main(config: dict | None = None, argv: list[str] | None = None) -> int:
     if cfg["compile_backend"]:
         net = torch.compile(net, backend=cfg["compile_backend"])
 
-    total_steps = cfg["epochs"] * len(train_loader)
-    if cfg["max_steps"] is not None:
-        total_steps = min(total_steps, cfg["max_steps"])
+    # Like most trainers, a step budget overrides the epoch count (and may end mid-epoch).
+    total_steps = cfg["max_steps"] or cfg["epochs"] * len(train_loader)
     optimizer = engine.build_optimizer(net, cfg)
     scheduler = engine.build_scheduler(optimizer, cfg, total_steps)
 
