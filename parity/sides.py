@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-from parity.capture.launch import RecordResult, record_command
+from parity.capture.launch import RUN_FILE, RecordResult, load_provenance, record_command
 from parity.exceptions import BaselineError, ConfigError
 from parity.pairs import Side
 from parity.trace import schema
+from parity.trace.writer import encode_record
 
 GIT_PREFIX = "git:"
 
@@ -99,6 +100,7 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
     # Pair runs live in directories parity owns: start each from an empty one, so that nothing a
     # previous recording left (a last.bin a trainer would resume from, stale outputs) leaks in.
     shutil.rmtree(out, ignore_errors=True)
+    setup_record = None
     if side.setup:
         setup = side.render(steps=steps, device=device, out=out, template=side.setup)
         out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +108,7 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
         if done.returncode != 0:
             raise BaselineError(f"{label or side.name}: setup command {' '.join(setup)} exited with code "
                                 f"{done.returncode}:\n{done.stderr[-1500:]}")
+        setup_record = {"command": setup, "cwd": str(Path(cwd or side.cwd).resolve()), "env": dict(side.env)}
     _say(f"recording {label or side.name}: {' '.join(command)}")
     result = record_command(command, out, seed=side.seed, deterministic=side.deterministic, cwd=cwd or side.cwd,
                             env=side.env, skip_loads=skip_loads, force=True, log_output=True)
@@ -116,12 +119,21 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
     if not list(out.glob(schema.TRACE_GLOB)):
         raise BaselineError(f"{label or side.name}: the command ran but recorded no step (no optimizer was created); "
                             f"output in {result.log}")
+    if setup_record is not None:
+        _add_to_provenance(out, setup=setup_record)
     _say(f"recorded {label or side.name} in {result.seconds:.1f} s")
     if key is not None:
         cached = cache_dir / key
         shutil.rmtree(cached, ignore_errors=True)
         shutil.copytree(out, cached)
     return result
+
+
+def _add_to_provenance(out: Path, **fields: object) -> None:
+    """Add `fields` to the run's run.json: the run is reproducible only with what ran before it (its setup)."""
+    provenance = load_provenance(out) or {}
+    provenance.update(fields)
+    (out / RUN_FILE).write_text(encode_record(provenance) + "\n")
 
 
 def _link(cached: Path, out: Path) -> None:
