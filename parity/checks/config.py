@@ -94,7 +94,10 @@ def is_path_change(change: dict[str, Any]) -> bool:
 def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     from deepdiff import DeepDiff  # imported here: it costs ~0.6 s of start-up that `parity --help` should not pay
 
-    diff = DeepDiff(run_config(baseline, ignore), run_config(candidate, ignore), verbose_level=2)
+    # ignore_private_variables=False: config objects are keyed like "__main__.CONFIG", which deepdiff
+    # would otherwise skip as a private name.
+    diff = DeepDiff(run_config(baseline, ignore), run_config(candidate, ignore), verbose_level=2,
+                    ignore_private_variables=False)
     return _flatten_changes(diff)
 
 
