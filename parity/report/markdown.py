@@ -45,10 +45,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _commit(trace: Trace) -> str:
+    """The trainer source's revision as a noun phrase for a sentence: "commit 1a2b3c4d5e (dirty)" or "outside git"."""
     git = trace.header.get("meta", {}).get("git") or {}
-    if not git:
-        return "not in a git repository"
-    return f"{git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
+    if not git.get("commit"):
+        return "outside git"
+    return f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
 
 
 def _final_loss(trace: Trace) -> str:
@@ -185,9 +186,9 @@ def _one_sided(change: dict[str, Any]) -> str:
 def _environment(ctx: ReportContext) -> list[dict[str, Any]]:
     rows = []
     ma, mb = ctx.baseline.header.get("meta", {}), ctx.candidate.header.get("meta", {})
-    for key in ("python", "torch", "cuda", "device", "hostname"):
+    for key in ("python", "torch", "cuda", "device", "hostname", "cpus"):
         rows.append({"": key, ctx.labels[0]: ma.get(key), ctx.labels[1]: mb.get(key)})
-    rows.append({"": "git commit", ctx.labels[0]: _commit(ctx.baseline), ctx.labels[1]: _commit(ctx.candidate)})
+    rows.append({"": "trainer source", ctx.labels[0]: _commit(ctx.baseline), ctx.labels[1]: _commit(ctx.candidate)})
     for key in ("seed", "deterministic", "level"):
         rows.append({"": f"parity {key}", ctx.labels[0]: ctx.baseline.header.get(key), ctx.labels[1]: ctx.candidate.header.get(key)})
     for key in sorted(ma.get("numerics", {})):
@@ -196,19 +197,51 @@ def _environment(ctx: ReportContext) -> list[dict[str, Any]]:
     return rows
 
 
+LOADED_FRACTION = 0.75
+"""A side ran on a loaded machine when its 1-minute load average exceeded this fraction of the CPU count."""
+
+
 def _performance(ctx: ReportContext) -> list[dict[str, Any]]:
-    """Steps/s and peak memory of each side, from the trace (first step left out: warm-up)."""
+    """Step time, peak memory and machine load of each side (first step left out: warm-up), then one note row.
+
+    The two sides ran one after the other, not interleaved, so their step times are never turned into
+    a speed-up or slowdown: the note row says so, and names a side whose machine was loaded.
+    """
     rows = []
+    loaded = []
     for trace, label in ((ctx.baseline, ctx.labels[0]), (ctx.candidate, ctx.labels[1])):
         walls = sorted(s["wall_ms"] for s in trace.steps[1:] if s.get("wall_ms"))
         median = walls[len(walls) // 2] if walls else None
         peak = max((s.get("peak_mem_bytes") or 0 for s in trace.steps), default=0)
         ops = trace.meta.get("nondeterministic_ops") or []
+        meta = trace.header.get("meta", {})
+        cpus = meta.get("cpus")
+        start, end = _one_minute_load(meta.get("load")), _one_minute_load((trace.end or {}).get("load"))
+        busy = [v for v in (start, end) if v is not None and cpus and v > LOADED_FRACTION * cpus]
+        if busy:
+            loaded.append(f"{label} (1-min load {max(busy):g} on {cpus} CPUs)")
         rows.append({"side": label, "steps": len(trace.steps), "median step (ms)": round(median, 2) if median else "n/a",
-                     "steps/s": round(1000 / median, 2) if median else "n/a", "peak memory (MiB)": round(peak / 2**20, 1),
-                     "device": trace.header.get("meta", {}).get("device"),
+                     "peak memory (MiB)": round(peak / 2**20, 1), "device": meta.get("device"),
+                     "CPUs": cpus if cpus else "not recorded",
+                     "1-min load, start / end": f"{_load_text(start)} / {_load_text(end)}",
                      "ops without a deterministic kernel": ", ".join(ops) if trace.header.get("deterministic") else "(not in deterministic mode)"})
+    note = ("not a speed claim: the two sides ran separately, not interleaved, so their step times differ with "
+            "whatever else the machine did")
+    if loaded:
+        note += f"; loaded machine (1-min load above {LOADED_FRACTION:g} x CPUs): {', '.join(loaded)}"
+    # The note sits under the step-time column it qualifies; blank cells keep pandas from printing "nan".
+    rows.append({key: "" for key in rows[0]} | {"side": "note", "median step (ms)": note})
     return rows
+
+
+def _one_minute_load(load: Any) -> float | None:
+    if isinstance(load, (list, tuple)) and load and isinstance(load[0], (int, float)):
+        return float(load[0])
+    return None
+
+
+def _load_text(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:g}"
 
 
 def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
