@@ -92,3 +92,13 @@ def test_length_mismatch_after_a_reorder_points_at_the_reorder() -> None:
     cand[1] = list(reversed(LOOP))
     f = check_step_order(_trace(*_loop(4)), _trace(*cand))
     assert f.evidence["length_mismatch"] is True and f.first_divergent_step == 1
+
+
+def test_a_long_loop_order_difference_is_summarised_around_the_first_difference() -> None:
+    from parity.checks.step_order import EVENTS_SHOWN, events_window
+
+    a = [f"e{i}" for i in range(60)]
+    b = a[:30] + ["other"] + a[31:]
+    shown_a, shown_b = events_window(a, b)
+    assert shown_a.startswith("... > e29 > e30") and shown_b.startswith("... > e29 > other")
+    assert shown_a.count(" > ") <= EVENTS_SHOWN + 1 and shown_a.endswith("> ...")

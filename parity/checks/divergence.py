@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.checks.base import Finding
+from parity.checks.step_order import events_window
 from parity.trace import schema
 
 #: check name -> channel name used in reports and JSON.
@@ -23,8 +24,6 @@ _CONSISTENT = {"data": ("dataloaders", "config_objects", "argparse"),
                "lr": ("schedulers", "optimizers", "config_objects", "argparse"),
                "params": ("optimizers", "config_objects", "argparse", "numerics"),
                "optimizer_state": ("optimizers", "config_objects", "argparse")}
-#: Events shown on each side when the loop order differs at the divergent step.
-_EVENTS_SHOWN = 6
 _UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
 
 
@@ -40,17 +39,6 @@ def _config_hint(config: Finding | None, channel: str) -> str:
     return " (settings that differ and could explain it: " + ", ".join(p.replace("root", "") for p in paths[:3]) + more + ")"
 
 
-def _events_window(a: list[str], b: list[str]) -> tuple[str, str]:
-    """The events around the first difference, at most a few on each side."""
-    start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    lo = max(0, start - 1)
-
-    def shown(events: list[str]) -> str:
-        part = events[lo:lo + _EVENTS_SHOWN]
-        return ("... > " if lo else "") + " > ".join(part) + (" > ..." if lo + _EVENTS_SHOWN < len(events) else "")
-    return shown(a), shown(b)
-
-
 def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
     order = by_name.get("step_order")
     config = by_name.get("config")
@@ -58,7 +46,7 @@ def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
         and not order.evidence.get("length_mismatch")
     seq = ""
     if reordered:
-        a, b = _events_window(order.evidence["baseline"], order.evidence["candidate"])
+        a, b = events_window(order.evidence["baseline"], order.evidence["candidate"])
         seq = f"; the loop order differs there: {a} vs {b}"
     hint = _config_hint(config, channel)
     if channel == "model":

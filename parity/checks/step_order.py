@@ -7,6 +7,21 @@ from parity.trace import schema
 from parity.trace.reader import Trace
 
 
+#: Events shown on each side of a loop-order difference; the evidence keeps the full sequences.
+EVENTS_SHOWN = 6
+
+
+def events_window(a: list[str], b: list[str]) -> tuple[str, str]:
+    """The events around the first difference, at most EVENTS_SHOWN on each side."""
+    start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, start - 1)
+
+    def shown(events: list[str]) -> str:
+        part = events[lo:lo + EVENTS_SHOWN]
+        return ("... > " if lo else "") + " > ".join(part) + (" > ..." if lo + EVENTS_SHOWN < len(events) else "")
+    return shown(a), shown(b)
+
+
 def _relevant(events: list[str]) -> list[str]:
     return [e for e in events if e not in schema.INERT_EVENTS]
 
@@ -38,8 +53,8 @@ def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
                        f"baseline has {na} steps, candidate {nb} ({candidate.ended_how if nb < na else baseline.ended_how}); "
                        f"compared the first {min(na, nb)}", min(na, nb) if first is None else first, evidence, affects_training=True)
     if first is not None:
-        return Finding("step_order", schema.DIFFERENT, f"loop order differs at step {first}: "
-                       f"{' > '.join(evidence['baseline'])} vs {' > '.join(evidence['candidate'])}", first, evidence,
+        a, b = events_window(evidence["baseline"], evidence["candidate"])
+        return Finding("step_order", schema.DIFFERENT, f"loop order differs at step {first}: {a} vs {b}", first, evidence,
                        affects_training=False)
     if first_inert is not None:
         return Finding("step_order", schema.EQUIVALENT, f"only inert events differ (first at step {first_inert}): "
