@@ -59,7 +59,8 @@ STEP_FIELDS = (
 # -- v2 step fields, documented once -----------------------------------------------------------
 #: `fields`: list aligned with `loader` (one entry per DataLoader batch this step trained on):
 #:   {field name: wsum64 digest}. Field names: dict keys, "0", "1", ... for tuple/list positions,
-#:   attribute names for dataclasses/namedtuples; only tensors (no grad).
+#:   attribute names for dataclasses/namedtuples, dotted for nested structures ("inputs.ids"); a bare
+#:   tensor batch is field "0"; only tensors (no grad).
 F_FIELDS = "fields"
 #: `samples`: 16-hex-digit sum mod 2**64 of one digest per row (leading dimension) over every loader
 #:   batch of the step, all fields of a row combined. Order-insensitive: summed per epoch by checks,
@@ -83,7 +84,10 @@ META_MODEL = "model"
 #: [{"class", "batch_size", "shuffle", "sampler", "batch_sampler", "num_workers", "drop_last",
 #:   "collate_fn", "pin_memory", "persistent_workers", "prefetch_factor", "timeout", "worker_init_fn",
 #:   "generator_seed", "dataset": {"class", "len", "raw": {"ordered", "set", "n"} | None,
-#:   "attrs": {name: digest}}}], one per DataLoader constructed, in order.
+#:   "raw_error"?: why raw is None for an indexable dataset (its __getitem__ raised or was too slow),
+#:   "attrs": {name: digest}}}], one per DataLoader constructed, in order. `attrs` of a wrapping
+#:   dataset (Subset, ConcatDataset) include the inner ones' under dotted names ("dataset.features",
+#:   "datasets.0.features"), and Subset's own "indices".
 META_DATALOADERS = "dataloaders"
 #: {where: json value}: config dicts, dataclasses, namespaces, OmegaConf, TrainingArguments found in
 #:   the trainer's module globals and in the frames that create the optimizer. `where` is e.g.
