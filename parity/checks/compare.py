@@ -109,6 +109,7 @@ def _weigh_train_mode(findings: list[Finding]) -> None:
     order = by_name["step_order"]
     if mode.status == schema.DIFFERENT and order.status == schema.EQUIVALENT:
         # The mode switch the loop order calls inert was not undone before the training forward.
+        order.status = schema.DIFFERENT
         order.summary = (f"the mode switches in the loop differ, and the model was NOT back in training mode at the "
                          f"training forward (see training mode, step {mode.first_divergent_step})")
 
