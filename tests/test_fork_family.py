@@ -1,0 +1,118 @@
+"""The fork family under tests/forks through record and compare: forks that cannot change training are
+IDENTICAL, and every harmful fork is DIFFERENT with the right root cause ranked first.
+
+One baseline recording serves every pair (their baseline sides are the same command); the forks are
+recorded two at a time from their pair files, so the pair files themselves are what is tested.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from parity import session
+from parity.capture.launch import record_command
+from parity.checks.compare import Comparison
+from parity.pairs import Pair, Side, load_pair
+from parity.trace import schema
+from parity.trace.reader import load_run
+
+pytestmark = pytest.mark.slow
+
+STEPS = 24
+MODEL_CLASS = "TabularClassifier"
+BENIGN = ["compiled", "forward_direct", "output_dir_changed"]
+# fork -> category of the cause that must be ranked first
+ROOT_CAUSE = {
+    "label_vocab_reordered": "labels",
+    "rows_shuffled_before_split": "data_content",
+    "head_plus_one": "model",
+    "layernorm_added": "model",
+    "aug_stronger": "augmentation",
+    "config_lr": "optimizer",
+    "workers": "augmentation",
+}
+# Recorded first: torch.compile's imports and tracing make it the slowest fork by far.
+FORKS = ["compiled", *sorted(set(BENIGN) - {"compiled"}), *sorted(ROOT_CAUSE)]
+# What a benign fork may still be told apart by: its source differs, and settings that did not matter.
+BENIGN_CAUSES = {"code", "inert"}
+
+
+def _pair(fork: str) -> Pair:
+    return load_pair(f"fork-{fork.replace('_', '-')}")
+
+
+def _record(side: Side, out: Path) -> Path:
+    result = record_command(side.render(steps=STEPS, device="cpu", out=out), out, seed=side.seed, cwd=side.cwd,
+                            env=side.env, log_output=True, timeout=300)
+    assert result.returncode == 0, f"{out.name}: exit {result.returncode}\n{result.log.read_text()[-2000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Run directory of the shared baseline ("base") and of each fork."""
+    root = tmp_path_factory.mktemp("forks")
+    sides = {"base": _pair(FORKS[0]).baseline} | {fork: _pair(fork).candidate for fork in FORKS}
+    # Two at a time: the CI machine has two cores and every side runs with OMP_NUM_THREADS=1.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_record, side, root / name) for name, side in sides.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def comparisons(runs) -> dict[str, Comparison]:
+    return {fork: session.compare(runs["base"], runs[fork], ignore_args=_pair(fork).ignore_args) for fork in FORKS}
+
+
+def _root_modules(run: Path) -> set[str]:
+    """Class names the capture took for the model, from the "Class:digest" entries of `batch`."""
+    return {entry.partition(":")[0] for step in load_run(run).primary.steps for entry in step["batch"] or []}
+
+
+def test_pairs_share_one_baseline():
+    commands = {tuple(_pair(fork).baseline.command) for fork in FORKS}
+    envs = {tuple(sorted(_pair(fork).baseline.env.items())) for fork in FORKS}
+    assert len(commands) == 1 and len(envs) == 1, "the fixture records one baseline for all pairs"
+
+
+@pytest.mark.parametrize("fork", FORKS)
+def test_pair_file_expectations_hold(fork, comparisons):
+    failures = session.gate_failures(_pair(fork), comparisons[fork])
+    assert not failures, [(f.check, f.expected, f.actual, f.step, f.summary) for f in failures]
+
+
+@pytest.mark.parametrize("fork", BENIGN)
+def test_benign_fork_is_identical(fork, comparisons):
+    c = comparisons[fork]
+    assert c.verdict == schema.IDENTICAL and c.first_divergence is None, c.first_divergence
+    # The fork's own source file always differs ("code"); any setting that differs (output paths, the
+    # compile backend, config dicts found under other names) must be classed as unable to change training.
+    assert [(x.category, x.summary) for x in c.causes if x.category not in BENIGN_CAUSES] == []
+
+
+@pytest.mark.parametrize("fork", sorted(ROOT_CAUSE))
+def test_harmful_fork_root_cause(fork, comparisons):
+    c = comparisons[fork]
+    assert c.verdict == schema.DIFFERENT
+    assert c.causes, "training differs, so at least one cause must be ranked"
+    assert c.causes[0].category == ROOT_CAUSE[fork], [(x.category, x.summary) for x in c.causes]
+
+
+def test_workers_cause_names_the_setting(comparisons):
+    top = comparisons["workers"].causes[0]
+    assert "num_workers" in top.summary or "num_workers" in repr(top.evidence), top
+
+
+def test_compiled_model_is_captured(runs):
+    trace = load_run(runs["compiled"]).primary
+    assert "capture_error" not in trace.meta, trace.meta.get("capture_error")
+    assert len(trace.steps) == STEPS
+    assert all(step["batch"] for step in trace.steps), "a step of the compiled run has no model-input digest"
+
+
+def test_forward_direct_root_is_the_model_not_a_submodule(runs):
+    assert _root_modules(runs["base"]) == {MODEL_CLASS}
+    assert _root_modules(runs["forward_direct"]) == {MODEL_CLASS}
