@@ -126,6 +126,7 @@ class TorchPatches:
         self._patch_schedulers()
         self._patch_scaler()
         self._patch_module_mode()
+        self._patch_module_compile()
         self._patch_loader()
         self._patch_dataloader_init()
         self._patch(torch, "save", self._simple_event(schema.EV_SAVE))
@@ -340,6 +341,8 @@ class TorchPatches:
         by one, and one of them may be fed a constant (a zero hidden state). The enclosing forward's own
         arguments are then the batch, recorded once per call, named after the model.
         """
+        if isinstance(module, torch.fx.GraphModule) and next(module.parameters(), None) is None:
+            return  # a compiled graph run by its backend (parameters lifted to inputs): not the trainer's call
         grad = torch.is_grad_enabled()
         outer = self._enclosing.find(module, sys._getframe(1))
         if outer is not None:
@@ -433,6 +436,32 @@ class TorchPatches:
         if depth == 0 and self._batch_root is module:
             self._batch_root = None
             self._safe("forward", lambda: self.recorder.on_batch(_data_tensors((args, kwargs)), _root_name(module)))
+
+    def _patch_module_compile(self) -> None:
+        """`model.compile()` compiles the whole call, global hooks included: run them around it, eagerly."""
+        patches = self
+
+        def make(original: Callable) -> Callable:
+            def compile(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+                result = original(self, *args, **kwargs)
+                compiled = getattr(self, "_compiled_call_impl", None)
+                if compiled is not None:
+                    self._compiled_call_impl = functools.partial(patches._call_compiled, self, compiled)
+                return result
+            return compile
+        if hasattr(torch.nn.Module, "compile"):
+            self._patch(torch.nn.Module, "compile", make)
+
+    def _call_compiled(self, module: torch.nn.Module, compiled: Callable, *args: Any, **kwargs: Any) -> Any:
+        if not self._handles or dynamo_tracing():  # uninstalled since: a plain compiled call
+            return compiled(*args, **kwargs)
+        self._forward_pre(module, args)
+        output = None
+        try:
+            output = compiled(*args, **kwargs)
+        finally:
+            self._forward_post(module, args, kwargs, output)
+        return output
 
     def _patch_module_mode(self) -> None:
         patches = self
