@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 
 try:  # 3-4x faster decoding of large traces; the stdlib decoder gives identical records
     from orjson import JSONDecodeError as _FastDecodeError
@@ -65,12 +66,146 @@ def _fail(path: Path, line: int, what: str) -> TraceError:
     return TraceError(f"{path}:{line}: {what}")
 
 
+# -- field types ---------------------------------------------------------------------------------
+# Checks index into records without guarding every access, so a field of the wrong type must be
+# refused here, once, naming the line: a spec is a type (or tuple of types), `[spec]` (a list of
+# spec), `{key: spec}` (a dict whose listed keys, when present, match; others are free), `_Opt(spec)`
+# (spec or null, and a key that may be missing), `_Each(spec)` (a dict of any keys whose values
+# match), or `_ANY`. In a record's own fields every key may be missing (older versions lack some);
+# inside a field, a key not wrapped in `_Opt` is required.
+
+
+class _Opt:
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+class _Each:
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+
+class _Row:
+    """A list of exactly these items, in order (model rows such as [name, shape, dtype, requires_grad])."""
+
+    def __init__(self, *specs: Any) -> None:
+        self.specs = specs
+
+
+_ANY = object()
+_NUMBER = (int, float)
+#: A recorded float: a JSON number or one of the non-finite spellings the writer uses.
+_FLOAT = "float"
+_NON_FINITE = ("nan", "inf", "-inf")
+_HEX = "hex"
+_SCALAR = {"bits": _HEX, "dtype": str, "value": _FLOAT, "scale": _Opt(_FLOAT), "source": _Opt(str)}
+
+_HEADER_SPEC = {
+    "version": int, "rank": int, "pid": _Opt(int), "level": str, "seed": _Opt(int), "deterministic": bool,
+    "skip_loads": [str], "digest": str,
+    "meta": {"argv": _Opt([str]), "cwd": _Opt(str), "numerics": _Opt(_Each(_ANY)), "env": _Opt(_Each(_ANY)),
+             "git": _Opt({"root": _Opt(str), "commit": _Opt(str), "dirty": _Opt(_ANY)})},
+}
+_STEP_SPEC = {
+    "step": int, "events": [str], "losses": [_SCALAR], "groups": [_Each(_ANY)], "grad_norm": _Opt(_SCALAR),
+    "clip": _Opt({"max_norm": _Opt(_FLOAT), "norm_type": _Opt(_FLOAT)}), "batch": _Opt([str]),
+    "loader": _Opt([str]), "params": _Opt(str), "optim_state": _Opt(str), "rng": _Opt(_Each(_Opt(str))),
+    "wall_ms": _Opt(_NUMBER), "peak_mem_bytes": _Opt(int), "skipped": _Opt(bool),
+    schema.F_FIELDS: _Opt([_Each(str)]), schema.F_SAMPLES: _Opt(str),
+    schema.F_LABELS: _Opt({"field": str, "hist": _Each(int)}), schema.F_EPOCH: _Opt(int),
+    schema.F_MODE: _Opt({"root": str, "training": bool, "eval_modules": [str], "n_eval": int}),
+}
+_META_SPECS = {
+    "argparse": _Each(_ANY), "optimizers": [{"class": str, "defaults": _Each(_ANY)}],
+    "schedulers": [{"class": str, "state": _Each(_ANY)}], "numerics_at_end": _Each(_ANY),
+    schema.META_MODEL: _Opt({"roots": [{"class": str, "modules": [_Row(str, str)],
+                                        "params": [_Row(str, [int], str, bool)], "buffers": [_Row(str, [int], str)],
+                                        "n_params": int, "n_trainable": int}],
+                             "optimizer_only": [_Row([int], str, bool)]}),
+    schema.META_DATALOADERS: [{"class": str, "dataset": _Opt({"class": str, "len": _Opt(int),
+                                                              "raw": _Opt({"ordered": str, "set": str, "n": int}),
+                                                              "attrs": _Each(_ANY)})}],
+    schema.META_CONFIG_OBJECTS: _Each(_ANY),
+    schema.META_SOURCES: _Opt({"root": _Opt(str), "git": _Opt(_Each(_ANY)),
+                               "files": _Each({"module": _Opt(str), "sha": str, "functions": _Each(str)})}),
+    schema.META_RNG_AT_FIRST_BATCH: _Opt(_Each(_Opt(str))),
+}
+_END_SPEC = {"status": str, "error": _Opt(str), "steps": _Opt(int), "trailing_events": _Opt([str])}
+
+
+def _mismatch(value: Any, spec: Any, where: str, record: bool = False) -> str | None:
+    """Where `value` first departs from `spec` and how, or None when it conforms."""
+    if spec is _ANY:
+        return None
+    if isinstance(spec, _Opt):
+        return None if value is None else _mismatch(value, spec.spec, where)
+    if spec is _FLOAT:
+        if isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value) or value in _NON_FINITE:
+            return None
+        return f"{where}: expected a number or one of {'/'.join(_NON_FINITE)}, got {_shown(value)}"
+    if spec is _HEX:
+        if isinstance(value, str) and value and all(c in "0123456789abcdefABCDEF" for c in value):
+            return None
+        return f"{where}: expected hexadecimal bits, got {_shown(value)}"
+    if isinstance(spec, _Row):
+        if not isinstance(value, list) or len(value) != len(spec.specs):
+            return f"{where}: expected a list of {len(spec.specs)} items, got {_shown(value)}"
+        for index, (item, child) in enumerate(zip(value, spec.specs)):
+            if (problem := _mismatch(item, child, f"{where}[{index}]")) is not None:
+                return problem
+        return None
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return f"{where}: expected a list, got {_shown(value)}"
+        for index, item in enumerate(value):
+            if (problem := _mismatch(item, spec[0], f"{where}[{index}]")) is not None:
+                return problem
+        return None
+    if isinstance(spec, (dict, _Each)):
+        if not isinstance(value, dict):
+            return f"{where}: expected an object, got {_shown(value)}"
+        if isinstance(spec, dict) and not record:
+            missing = [k for k, child in spec.items() if k not in value and not isinstance(child, _Opt)]
+            if missing:
+                return f"{where}: no {missing[0]!r} in {_shown(value)}"
+        pairs = ((k, spec[k]) for k in spec if k in value) if isinstance(spec, dict) else ((k, spec.spec) for k in value)
+        for key, child in pairs:
+            if (problem := _mismatch(value[key], child, f"{where}.{key}")) is not None:
+                return problem
+        return None
+    # JSON true/false decode as bool, a subclass of int: a flag is never a count and vice versa.
+    if isinstance(value, bool) and bool not in (spec if isinstance(spec, tuple) else (spec,)):
+        return f"{where}: expected {_type_name(spec)}, got {_shown(value)}"
+    if isinstance(value, spec) and not (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return f"{where}: expected {_type_name(spec)}, got {_shown(value)}"
+
+
+def _type_name(spec: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return " or ".join(names.get(t, t.__name__) for t in (spec if isinstance(spec, tuple) else (spec,)))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_fields(path: Path, line: int, record: Any, spec: Any, kind: str, whole_record: bool = True) -> None:
+    problem = _mismatch(record, spec, kind, record=whole_record)
+    if problem is not None:
+        raise _fail(path, line, f"wrong type: {problem}")
+
+
 def _check_header(path: Path, record: dict[str, Any]) -> None:
     if record.get("type") != schema.HEADER or record.get("schema") != schema.SCHEMA_NAME:
         raise _fail(path, 1, "not a parity trace (first line is not a parity.trace header)")
     version = record.get("version")
-    if version not in schema.READABLE_VERSIONS:
-        raise _fail(path, 1, f"wrong schema: version {version} instead of {schema.SCHEMA_VERSION}")
+    if version not in schema.READABLE_VERSIONS or isinstance(version, bool):
+        raise _fail(path, 1, f"wrong schema: version {_shown(version)} instead of {schema.SCHEMA_VERSION}")
+    _check_fields(path, 1, record, _HEADER_SPEC, "header")
+    if record.get("rank", 0) < 0:
+        raise _fail(path, 1, f"header.rank: expected a rank >= 0, got {record['rank']}")
 
 
 def load_trace(path: str | Path) -> Trace:
@@ -123,14 +258,18 @@ def _load_trace(path: Path) -> Trace:
         kind = record["type"]
         if kind == schema.STEP:
             expected = len(trace.steps)
-            if record.get("step") != expected:
-                raise _fail(path, lineno, f"step {record.get('step')} out of order (expected {expected})")
+            if record.get("step") != expected or isinstance(record.get("step"), bool):
+                raise _fail(path, lineno, f"step {_shown(record.get('step'))} out of order (expected {expected})")
+            _check_fields(path, lineno, record, _STEP_SPEC, "step")
             trace.steps.append(record)
         elif kind == schema.META:
-            if "key" not in record:
-                raise _fail(path, lineno, "meta record without 'key'")
+            if not isinstance(record.get("key"), str):
+                raise _fail(path, lineno, "meta record without a string 'key'")
+            spec = _META_SPECS.get(record["key"], _ANY)
+            _check_fields(path, lineno, record.get("value"), spec, f"meta {record['key']}", whole_record=False)
             trace.meta[record["key"]] = record.get("value")
         elif kind == schema.END:
+            _check_fields(path, lineno, record, _END_SPEC, "end")
             trace.end = record
         else:
             raise _fail(path, lineno, "second header in one trace")
