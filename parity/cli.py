@@ -254,6 +254,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
     from parity.report.markdown import ReportContext
     from parity.report.reproduce import reproduce_block
+    from parity.sides import GIT_PREFIX
 
     # `--repeat` alone records a side twice, so it needs a side to record; `--repeat DIR` is a recording.
     repeat_dir = args.repeat if isinstance(args.repeat, str) else None
