@@ -172,7 +172,10 @@ class LoaderBatch:
             return
         self.loader = digest.PendingDigest(tensors, weighted=True)
         fields = split_fields(batch)
-        self.fields = {name: digest.PendingDigest([t], weighted=True) for name, t in fields}
+        # A field's digest is its tensor's share of the loader digest: each tensor is summed once.
+        position = {id(t): i for i, t in enumerate(tensors)}
+        self.fields = {name: self.loader.part(position[id(t)]) if id(t) in position else digest.PendingDigest([t], weighted=True)
+                       for name, t in fields}
         total = samples_sum(fields)
         self.samples = digest.HostCopy(total) if total is not None else None
         target = find_target(batch)

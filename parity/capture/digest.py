@@ -107,6 +107,12 @@ class PendingDigest:
         self.extra = list(extra)
         self.value: str | None = None
 
+    def part(self, index: int) -> "PendingDigest":
+        """The digest of the `index`-th tensor alone, reusing its launched sum: no new device work."""
+        single = PendingDigest.__new__(PendingDigest)
+        single.meta, single.sums, single.extra, single.value = [self.meta[index]], [self.sums[index]], [], None
+        return single
+
 
 class HostCopy:
     """An integer device tensor (row-digest sums, label counts) to bring to the host with the step's
@@ -179,8 +185,15 @@ _SPLITMIX_A = 0xBF58476D1CE4E5B9
 _SPLITMIX_B = 0x94D049BB133111EB
 
 
-def _splitmix_torch(z: torch.Tensor) -> torch.Tensor:
-    """The full splitmix64 finaliser on int64 (wrapping arithmetic), used to chain a row's fields."""
+def _splitmix(z: torch.Tensor) -> torch.Tensor:
+    """The full splitmix64 finaliser on int64 (wrapping arithmetic), used to chain a row's fields.
+    CPU tensors go through numpy: torch's CPU int64 kernels are many times slower here."""
+    if z.device.type == "cpu":
+        with np.errstate(over="ignore"):
+            u = z.numpy().view(np.uint64)
+            u = (u ^ (u >> np.uint64(30))) * np.uint64(_SPLITMIX_A)
+            u = (u ^ (u >> np.uint64(27))) * np.uint64(_SPLITMIX_B)
+            return torch.from_numpy((u ^ (u >> np.uint64(31))).view(np.int64))
     z = (z ^ _lshr(z, 30)) * _signed(_SPLITMIX_A)
     z = (z ^ _lshr(z, 27)) * _signed(_SPLITMIX_B)
     return z ^ _lshr(z, 31)
@@ -204,6 +217,12 @@ def row_sums(t: torch.Tensor, weighted: bool = True) -> torch.Tensor:
     if pad:
         raw = torch.cat([raw, raw.new_zeros(n, pad)], dim=1)
     words = raw.view(torch.int64)
+    if words.device.type == "cpu":
+        with np.errstate(over="ignore"):
+            u = words.numpy().view(np.uint64)
+            if weighted:
+                u = _mix_numpy_rows(u)
+            return torch.from_numpy(u.sum(axis=1, dtype=np.uint64).view(np.int64))
     if not weighted:
         return words.sum(dim=1)
     idx = torch.arange(words.shape[1], device=words.device, dtype=torch.int64)
@@ -211,6 +230,15 @@ def row_sums(t: torch.Tensor, weighted: bool = True) -> torch.Tensor:
     z = z ^ _lshr(z, 31)
     z = z * _signed(_MIX)
     return (z ^ _lshr(z, 29)).sum(dim=1)
+
+
+def _mix_numpy_rows(words: np.ndarray) -> np.ndarray:
+    """`_mix_numpy` applied to each row of a 2-d uint64 array, positions counted from the row's start."""
+    z = words + np.arange(words.shape[1], dtype=np.uint64) * np.uint64(_GOLDEN)
+    z ^= z >> np.uint64(31)
+    z *= np.uint64(_MIX)
+    z ^= z >> np.uint64(29)
+    return z
 
 
 def row_digests(named: Sequence[tuple[str, torch.Tensor]]) -> torch.Tensor:
@@ -222,8 +250,8 @@ def row_digests(named: Sequence[tuple[str, torch.Tensor]]) -> torch.Tensor:
     combined: torch.Tensor | None = None
     for name, t in named:
         salt = int(combine([name, str(t.dtype), tuple(t.shape[1:])]), 16)
-        mixed = _splitmix_torch(row_sums(t) + _signed(salt))
-        combined = mixed if combined is None else _splitmix_torch(combined + mixed)
+        mixed = _splitmix(row_sums(t) + _signed(salt))
+        combined = mixed if combined is None else _splitmix(combined + mixed)
     if combined is None:
         raise ValueError("row_digests needs at least one field")
     return combined
