@@ -57,8 +57,9 @@ def trainer_modules() -> dict[str, str]:
 
 
 def _main_location(paths: list[str]) -> Path | None:
+    """Where the trainer lives: `__main__`'s folder, unless `__main__` is a library's (`python -m pytest`)."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if isinstance(main_file, str) and os.path.exists(main_file):
+    if isinstance(main_file, str) and os.path.exists(main_file) and not is_library_file(main_file, library_dirs()):
         return Path(os.path.realpath(main_file)).parent
     if paths:
         return Path(os.path.commonpath([os.path.dirname(p) for p in paths]))

@@ -1,0 +1,60 @@
+"""Trainer source files: which modules count, hashes per file and per function, paths and git state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from parity.capture import sources
+
+_CODE = b'''
+def helper(x):
+    return x + 1
+
+
+class Engine:
+    def train_one_epoch(self):
+        def inner():
+            return 2
+        return inner()
+'''
+
+
+def test_function_hashes_name_methods_and_nested_functions():
+    hashes = sources.function_hashes(_CODE)
+    assert set(hashes) == {"helper", "Engine.train_one_epoch", "Engine.train_one_epoch.inner"}
+    moved = sources.function_hashes(b"\n\n# a comment\n" + _CODE)
+    assert moved == hashes  # line numbers are not part of a function's hash
+    edited = sources.function_hashes(_CODE.replace(b"x + 1", b"x + 2"))
+    assert edited["helper"] != hashes["helper"]
+    assert edited["Engine.train_one_epoch"] == hashes["Engine.train_one_epoch"]
+    assert sources.function_hashes(b"def broken(:") == {}
+
+
+def test_collect_sources_lists_trainer_modules_only(tmp_path, monkeypatch):
+    package = tmp_path / "mytrainer"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "engine.py").write_text(_CODE.decode())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mytrainer.engine  # noqa: F401
+
+    started = time.perf_counter()
+    collected = sources.collect_sources()
+    assert time.perf_counter() - started < 2.0
+    files = {entry["module"]: (path, entry) for path, entry in collected["files"].items()}
+    assert "mytrainer.engine" in files and __name__ in files
+    path, entry = files["mytrainer.engine"]
+    assert path.endswith("mytrainer/engine.py") and not path.startswith("/")
+    assert entry["functions"] == sources.function_hashes(_CODE) and len(entry["sha"]) == 32
+    assert not any(m.startswith(("parity", "torch", "json", "_pytest")) for m in files)
+
+
+def test_collect_sources_names_the_git_repository():
+    collected = sources.collect_sources()
+    git_state = collected["git"]
+    if git_state is None:
+        pytest.skip("the checkout is not a git repository")
+    assert set(git_state) == {"root", "commit", "dirty"} and len(git_state["commit"]) == 40
+    assert "tests/test_capture_sources.py" in collected["files"]
