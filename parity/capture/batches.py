@@ -30,6 +30,9 @@ _BINS = MAX_CLASSES + 128
 RAW_ITEMS = 256
 RAW_SECONDS = 2.0
 
+#: Containers of non-scalar items longer than this are not digested (about 25 us an item: keep it under ~0.5 s).
+MAX_ITEMS = 20_000
+
 _INTEGER_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
 
 
@@ -271,6 +274,8 @@ def _value_parts(obj: Any, depth: int = 0) -> list[object] | None:
         items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
         if items and all(isinstance(x, (bool, int, float, str)) for x in items):
             return [type(obj).__name__, repr(list(items))]  # one repr: fast for long lists of scalars
+        if len(items) > MAX_ITEMS:
+            return None
         parts = [type(obj).__name__, len(items)]
         for item in items:
             sub = _value_parts(item, depth + 1)
