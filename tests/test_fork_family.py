@@ -7,6 +7,9 @@ recorded two at a time from their pair files, so the pair files themselves are w
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from parity.trace.reader import load_run
 
 pytestmark = pytest.mark.slow
 
+FORKS_DIR = Path(__file__).parent / "forks"
 STEPS = 24
 MODEL_CLASS = "TabularClassifier"
 BENIGN = ["compiled", "forward_direct", "output_dir_changed"]
@@ -72,6 +76,28 @@ def _root_modules(run: Path) -> set[str]:
     return {entry.partition(":")[0] for step in load_run(run).primary.steps for entry in step["batch"] or []}
 
 
+@pytest.fixture
+def trainer_data(monkeypatch):
+    """The base trainer's data module, imported here and forgotten afterwards (no fork is imported:
+    importing one patches the base package)."""
+    monkeypatch.syspath_prepend(str(FORKS_DIR))
+    yield importlib.import_module("trainer.data")
+    for name in [m for m in sys.modules if m == "trainer" or m.startswith("trainer.")]:
+        del sys.modules[name]
+
+
+def test_table_supports_the_data_forks(trainer_data):
+    """What the data forks rely on: a fixed table whose label names first appear in unsorted order."""
+    text = trainer_data.make_csv()
+    assert text == trainer_data.make_csv()
+    rows = trainer_data.load_rows(text)
+    labels = [row["label"] for row in rows]
+    assert set(labels) == set(trainer_data.CLASS_NAMES)
+    assert list(trainer_data.build_vocab(labels)) != list(dict.fromkeys(labels))
+    train_rows, val_rows = trainer_data.split(rows, 0.2)
+    assert (len(train_rows), len(val_rows)) == (480, 120) and train_rows[0] is rows[0]
+
+
 def test_pairs_share_one_baseline():
     commands = {tuple(_pair(fork).baseline.command) for fork in FORKS}
     envs = {tuple(sorted(_pair(fork).baseline.env.items())) for fork in FORKS}
@@ -103,7 +129,8 @@ def test_harmful_fork_root_cause(fork, comparisons):
 
 def test_workers_cause_names_the_setting(comparisons):
     top = comparisons["workers"].causes[0]
-    assert "num_workers" in top.summary or "num_workers" in repr(top.evidence), top
+    # Named as a change (0 -> 2), not merely present in a config dict the evidence quotes whole.
+    assert re.search(r"num_workers\W+0\W+2\b", f"{top.summary} {top.evidence!r}"), top
 
 
 def test_compiled_model_is_captured(runs):
