@@ -162,7 +162,7 @@ def test_every_readme_anchor_named_in_the_code_exists() -> None:
 def _table() -> str:
     rows = ["| bad input | example | exit | message contains |", "| --- | --- | --- | --- |"]
     for case in CASES:
-        example = "parity " + " ".join(a.replace("{tmp}/", "").replace("{unwritable}", "/readonly") for a in case.argv)
+        example = "parity " + " ".join(a.replace("{tmp}/", "").replace("{tmp}", "reports").replace("{unwritable}", "/readonly") for a in case.argv)
         rows.append(f"| {case.what} | `{example}` | 2 | {case.message.replace('|', '&#124;')} |")
     return "\n".join(rows)
 

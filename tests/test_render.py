@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,18 @@ def test_to_json_text_handles_numpy_scalars_and_paths() -> None:
 
 def test_to_json_text_keeps_key_order() -> None:
     assert list(_strict_loads(to_json_text({"verdict": 1, "checks": 2, "a": 3}))) == ["verdict", "checks", "a"]
+
+
+def test_write_atomic_gives_a_new_file_the_umask_mode_and_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    old_umask = os.umask(0o027)
+    try:
+        fresh = tmp_path / "fresh.md"
+        write_atomic(fresh, "new")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640, "mkstemp's 0600 leaked into the report"
+        kept = tmp_path / "kept.md"
+        kept.write_text("old")
+        kept.chmod(0o604)
+        write_atomic(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o604 and kept.read_text() == "new"
+    finally:
+        os.umask(old_umask)
