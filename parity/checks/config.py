@@ -21,7 +21,7 @@ _PATH_NAME = re.compile(r"(^|[_\-.])(dir|directory|path|paths|file|filename|fold
                         r"ckpt|checkpoint|checkpoints|save|save_dir|log|logs|log_dir|logdir|run_name|run_dir|"
                         r"cache|cache_dir|root|wandb|tensorboard)$", re.IGNORECASE)
 #: A DataLoader setting that is a digest of data, compared by the data check, not a setting.
-_LOADER_DATA_KEYS = ("raw", "attrs")
+_LOADER_DATA_KEYS = ("raw", "attrs", "raw_error")
 
 
 def _loader_settings(trace: Trace) -> list[dict[str, Any]]:
