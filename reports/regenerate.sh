@@ -3,6 +3,7 @@
 # Exit codes of the individual commands are expected to be 1 where a report finds differences.
 set -u
 cd "$(dirname "$0")/.."
+# Recorded runs inherit this; run.json keeps it and each report's Reproduce block sets it again.
 export OMP_NUM_THREADS=1
 run() { echo "+ $*" >&2; "$@"; echo "  exit $?" >&2; }
 mkdir -p reports/toy reports/clip-dora

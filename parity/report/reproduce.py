@@ -115,10 +115,8 @@ def record_lines(run_dir: str | os.PathLike, provenance: dict | None, root: Path
 
 
 def parity_line(argv: Sequence[str], root: Path, invoked_in: Path, env: dict[str, str] | None = None) -> str:
-    """The `parity ...` command that generated the report, as typed from the project root."""
+    """The `parity ...` command that generated the report, as typed from the project root (`invoked_in` lies inside it)."""
     here = invoked_in.resolve()
-    if not _inside(here, root):
-        here = root
     return _in_folder(here, root, _with_env(env or {}, "parity " + _portable_command(argv, here, root, {})))
 
 
