@@ -2,7 +2,7 @@
 
 Searched once, at the first optimizer update, in the `__main__` globals, the globals of the modules
 whose functions are on the call stack, and the locals (and `self` attributes) of the trainer's frames
-that led to the update. Nothing here imports a package the trainer did not import, and nothing raises.
+that led to the update, outermost first. Nothing here imports a package the trainer did not import, and nothing raises.
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def _candidates(start: types.FrameType | None) -> Iterator[tuple[str, str, Any]]
         for name, value in list(namespace.items()):
             if not name.startswith("__"):
                 yield f"{module}.{name}", name, value
-    for frame in trainer_frames:
+    # Outermost frames first: `main:args` names the config whichever method a fork overrides to
+    # reach the update, so the same config keeps its name across a pair of runs.
+    for frame in reversed(trainer_frames):
         function = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
         local_vars = dict(frame.f_locals)
         for name, value in local_vars.items():

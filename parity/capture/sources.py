@@ -66,28 +66,12 @@ def _main_location(paths: list[str]) -> Path | None:
     return None
 
 
-def _git_state(start: Path) -> dict[str, Any] | None:
-    shared = getattr(metadata, "trainer_git_state", None)
-    if callable(shared):
-        return shared(start)
-    try:
-        import git
-    except ImportError:  # gitpython is a dependency, but capture must not die without it
-        return None
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-        return {"root": str(repo.working_tree_dir), "commit": repo.head.commit.hexsha,
-                "dirty": repo.is_dirty(untracked_files=False)}
-    except Exception:  # not a repository, or one without a commit yet
-        return None
-
-
 def collect_sources() -> dict[str, Any]:
     """META_SOURCES: paths relative to the git root of `__main__`'s file (else the files' common parent)."""
     modules = trainer_modules()
     paths = sorted(modules)
     location = _main_location(paths)
-    git_state = _git_state(location) if location is not None else None
+    git_state = metadata.trainer_git_state(location) if location is not None else None
     if git_state is not None and git_state.get("root"):
         root = os.path.realpath(git_state["root"])
     elif paths:
