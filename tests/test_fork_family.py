@@ -2,7 +2,8 @@
 IDENTICAL, and every harmful fork is DIFFERENT with the right root cause ranked first.
 
 One baseline recording serves every pair (their baseline sides are the same command); the forks are
-recorded two at a time from their pair files, so the pair files themselves are what is tested.
+recorded two at a time from their pair files, so the pair files themselves are what is tested, and
+cached where `pytest parity/` (which gates the same pair files) finds them.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from pathlib import Path
 import pytest
 
 from parity import session
-from parity.capture.launch import record_command
 from parity.checks.compare import Comparison
 from parity.pairs import Pair, Side, load_pair
+from parity.sides import record_side
 from parity.trace import schema
 from parity.trace.reader import load_run
 
+from conftest import REPO
+
 pytestmark = pytest.mark.slow
 
-FORKS_DIR = Path(__file__).parent / "forks"
-STEPS = 24
+FORKS_DIR = REPO / "tests" / "forks"
+RUNS = REPO / "runs" / "pytest"
+STEPS = 24  # the pair files' cpu steps, so that runs cached here serve `pytest parity/` too
 MODEL_CLASS = "TabularClassifier"
 BENIGN = ["compiled", "forward_direct", "output_dir_changed"]
 # fork -> category of the cause that must be ranked first
@@ -49,9 +53,8 @@ def _pair(fork: str) -> Pair:
 
 
 def _record(side: Side, out: Path) -> Path:
-    result = record_command(side.render(steps=STEPS, device="cpu", out=out), out, seed=side.seed, cwd=side.cwd,
-                            env=side.env, log_output=True, timeout=300)
-    assert result.returncode == 0, f"{out.name}: exit {result.returncode}\n{result.log.read_text()[-2000:]}"
+    # The cache `pytest parity/` uses for these pair files: whichever runs second reuses the runs.
+    record_side(side, out, steps=STEPS, device="cpu", cache_dir=RUNS / ".cache", label=out.name)
     return out
 
 
@@ -59,11 +62,11 @@ def _record(side: Side, out: Path) -> Path:
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Run directory of the shared baseline ("base") and of each fork."""
     root = tmp_path_factory.mktemp("forks")
-    sides = {"base": _pair(FORKS[0]).baseline} | {fork: _pair(fork).candidate for fork in FORKS}
+    base = _record(_pair(FORKS[0]).baseline, root / "base")  # alone: forks in parallel would race to cache it
     # Two at a time: the CI machine has two cores and every side runs with OMP_NUM_THREADS=1.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(_record, side, root / name) for name, side in sides.items()}
-        return {name: future.result() for name, future in futures.items()}
+        futures = {fork: pool.submit(_record, _pair(fork).candidate, root / fork) for fork in FORKS}
+        return {"base": base} | {fork: future.result() for fork, future in futures.items()}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,8 @@ def test_pairs_share_one_baseline():
     commands = {tuple(_pair(fork).baseline.command) for fork in FORKS}
     envs = {tuple(sorted(_pair(fork).baseline.env.items())) for fork in FORKS}
     assert len(commands) == 1 and len(envs) == 1, "the fixture records one baseline for all pairs"
+    steps = {side.steps["cpu"] for fork in FORKS for side in (_pair(fork).baseline, _pair(fork).candidate)}
+    assert steps == {STEPS}
 
 
 @pytest.mark.parametrize("fork", FORKS)
