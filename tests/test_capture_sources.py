@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -40,8 +41,12 @@ def test_collect_sources_lists_trainer_modules_only(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     import mytrainer.engine  # noqa: F401
 
-    started = time.perf_counter()
-    collected = sources.collect_sources()
+    try:
+        started = time.perf_counter()
+        collected = sources.collect_sources()
+    finally:  # a module under tmp_path left imported would move every later common root to "/"
+        for name in ("mytrainer.engine", "mytrainer"):
+            sys.modules.pop(name, None)
     assert time.perf_counter() - started < 2.0
     files = {entry["module"]: (path, entry) for path, entry in collected["files"].items()}
     assert "mytrainer.engine" in files and __name__ in files
