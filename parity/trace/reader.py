@@ -99,7 +99,9 @@ _NUMBER = (int, float)
 _FLOAT = "float"
 _NON_FINITE = ("nan", "inf", "-inf")
 _HEX = "hex"
-_SCALAR = {"bits": _HEX, "dtype": str, "value": _FLOAT, "scale": _Opt(_FLOAT), "source": _Opt(str)}
+_BITS = {"bits": _HEX, "dtype": str, "value": _FLOAT}
+#: A loss (under GradScaler with the scale it was multiplied by) or a gradient norm.
+_SCALAR = {**_BITS, "scale": _Opt(_BITS), "source": _Opt(str)}
 
 _HEADER_SPEC = {
     "version": int, "rank": int, "pid": _Opt(int), "level": str, "seed": _Opt(int), "deterministic": bool,
