@@ -90,8 +90,8 @@ def test_exit_0_on_identical(two_runs):
     proc = _parity("compare", str(two_runs / "base"), str(two_runs / "same"), "--format", "json", "--ignore-arg", "ckpt_dir")
     data = json.loads(proc.stdout)
     assert proc.returncode == 0 and data["verdict"] == "IDENTICAL" and data["first_divergence"] is None
-    assert [c["name"] for c in data["checks"]] == ["config", "step_order", "data", "loss", "grad_norm", "lr_schedule",
-                                                   "params", "optimizer_state"]
+    assert [c["name"] for c in data["checks"]] == ["config", "step_order", "model", "data", "train_mode", "loss",
+                                                   "grad_norm", "lr_schedule", "params", "optimizer_state"]
     assert set(data["checks"][0]) >= {"name", "status", "first_divergent_step", "evidence"}
 
 
