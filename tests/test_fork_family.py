@@ -42,6 +42,9 @@ ROOT_CAUSE = {
     "config_lr": "optimizer",
     "workers": "augmentation",
 }
+# fork -> (config setting, baseline value, fork value) that its top cause must name as the change
+SETTING_CHANGED = {"workers": ("num_workers", "0", "2"), "aug_stronger": ("aug_noise", "0.05", "0.2"),
+                   "config_lr": ("lr", "0.003", "0.001")}
 # Recorded first: torch.compile's imports and tracing make it the slowest fork by far.
 FORKS = ["compiled", *sorted(set(BENIGN) - {"compiled"}), *sorted(ROOT_CAUSE)]
 # What a benign fork may still be told apart by: its source differs, and settings that did not matter.
@@ -132,10 +135,13 @@ def test_harmful_fork_root_cause(fork, comparisons):
     assert c.causes[0].category == ROOT_CAUSE[fork], [(x.category, x.summary) for x in c.causes]
 
 
-def test_workers_cause_names_the_setting(comparisons):
-    top = comparisons["workers"].causes[0]
-    # Named as a change (0 -> 2), not merely present in a config dict the evidence quotes whole.
-    assert re.search(r"num_workers\W+0\W+2\b", f"{top.summary} {top.evidence!r}"), top
+@pytest.mark.parametrize("fork", sorted(SETTING_CHANGED))
+def test_root_cause_names_the_changed_setting(fork, comparisons):
+    name, before, after = SETTING_CHANGED[fork]
+    top = comparisons[fork].causes[0]
+    # Named as a change (before -> after), not merely present in a config dict the evidence quotes whole.
+    changed = rf"\b{name}\W+{re.escape(before)}\W+{re.escape(after)}\b"
+    assert re.search(changed, f"{top.summary} {top.evidence!r}"), top
 
 
 def test_compiled_model_is_captured(runs):
