@@ -77,7 +77,13 @@ def cache_key(command: list[str], side: Side, cwd: Path, skip_loads: tuple[str, 
     revision = code_revision(cwd)
     if revision is None:
         return None
-    parts = [command, str(cwd), sorted(side.env.items()), side.seed, side.deterministic, sorted(skip_loads), revision, salt]
+    from parity.capture.metadata import NUMERICS_ENV
+
+    # The shell's numerics variables reach the run too (OMP_NUM_THREADS changes CPU reduction order):
+    # a run recorded under other values is another run.
+    inherited = sorted((k, os.environ[k]) for k in NUMERICS_ENV if k in os.environ and k not in side.env)
+    parts = [command, str(cwd), sorted(side.env.items()), inherited, side.seed, side.deterministic, sorted(skip_loads),
+             revision, salt]
     return hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
 
 
