@@ -212,3 +212,13 @@ def test_identical_runs_with_only_paths_differing_have_only_inert_causes() -> No
 def test_every_category_is_rankable() -> None:
     ranks = [Cause(category, "x").rank for category in CATEGORIES]
     assert ranks == sorted(ranks) and Cause("model", "x", consequence_of="labels").rank > Cause("unattributed", "x").rank
+
+
+def test_a_data_difference_never_names_flags_unrelated_to_data() -> None:
+    base = _trace(config={"lr": 0.1, "aug_noise": 0.1, "eval_every": 10, "out_dir": "runs/a"})
+    cand = _trace([_step(i, features="g", samples=77 + i) for i in range(STEPS)],
+                  config={"lr": 0.1, "aug_noise": 0.2, "eval_every": 5, "out_dir": "runs/b"})
+    c = compare_traces(base, cand)
+    top = c.causes[0]
+    assert top.category == "augmentation" and "aug_noise" in top.summary and "eval_every" not in top.summary
+    assert "eval_every" not in c.first_divergence["diagnosis"] and "aug_noise" in c.first_divergence["diagnosis"]

@@ -58,8 +58,6 @@ class Cause:
 #: Config sections (run_config keys) and the category a change there belongs to.
 _SECTION_CATEGORY = {"optimizers": "optimizer", "schedulers": "schedule", "numerics": "numerics",
                      "numerics_at_end": "numerics", "env": "numerics"}
-#: Settings that can change what data a run sees: listed as candidates beside a data difference.
-_DATA_SECTIONS = ("dataloaders", "config_objects", "argparse")
 _SHOWN = 4
 
 
@@ -86,6 +84,7 @@ def _code_line(code: Any) -> str:
 def rank_causes(findings: dict[str, Any], verdict: str, first_divergence: dict[str, Any] | None,
                 code: Any = None) -> list[Cause]:
     """The causes the evidence supports, ranked; `findings` maps check name to Finding."""
+    from parity.checks.divergence import consistent_changes
     from parity.trace import schema
 
     def differs(name: str) -> bool:
@@ -105,7 +104,7 @@ def rank_causes(findings: dict[str, Any], verdict: str, first_divergence: dict[s
     if differs("data"):
         f = findings["data"]
         kind = f.evidence.get("kind", "data_content")
-        data_settings = [c for c in changes if _section(c["path"]) in _DATA_SECTIONS]
+        data_settings = consistent_changes(changes, "data")
         evidence = {k: f.evidence[k] for k in ("kind", "how", "fields_differing", "target_field", "label_histogram",
                                                "datasets", "epochs_compared", "epochs_with_same_samples",
                                                "rng_at_first_batch") if k in f.evidence}

@@ -7,6 +7,7 @@ blamed on an optimizer flag); where no recorded difference fits, it says so and 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from parity.checks.base import Finding
@@ -16,6 +17,11 @@ from parity.trace import schema
 #: check name -> channel name used in reports and JSON.
 CHECK_CHANNEL = {"model": "model", "data": "data", "train_mode": "mode", "loss": "loss", "grad_norm": "grad_norm",
                  "lr_schedule": "lr", "params": "params", "optimizer_state": "optimizer_state"}
+
+#: Names of free-form settings that can change what data a run sees, and how.
+_DATA_NAME = re.compile(r"data|batch|shuffl|seed|worker|sampl|split|aug|noise|mask|crop|flip|jitter|mixup|cutmix|"
+                        r"transform|vocab|label|class|token|drop_last|max_len|seq_len|context|window|stride|filter|"
+                        r"fraction|subset|limit|order", re.IGNORECASE)
 
 #: Config sections whose changes are consistent with a divergence first seen in each channel.
 _CONSISTENT = {"data": ("dataloaders", "config_objects", "argparse"),
@@ -27,12 +33,26 @@ _CONSISTENT = {"data": ("dataloaders", "config_objects", "argparse"),
 _UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
 
 
+def consistent_changes(changes: list[dict[str, Any]], channel: str) -> list[dict[str, Any]]:
+    """The setting changes that could explain a divergence first seen in `channel`. For data, a free-form
+    setting (argparse, config dict) counts only when its name is about data: an `--eval-every` flag cannot
+    reorder batches, and naming it would blame a setting the evidence does not implicate."""
+    out = []
+    for change in changes:
+        path = change["path"]
+        section = next((s for s in _CONSISTENT.get(channel, ()) if path.startswith(f"root['{s}']")), None)
+        if section is None:
+            continue
+        if channel == "data" and section != "dataloaders" and not _DATA_NAME.search(path.rpartition("[")[2]):
+            continue
+        out.append(change)
+    return out
+
+
 def _config_hint(config: Finding | None, channel: str) -> str:
     if config is None:
         return ""
-    sections = _CONSISTENT.get(channel, ())
-    paths = [c["path"] for c in config.evidence.get("changes", [])
-             if any(c["path"].startswith(f"root['{s}']") for s in sections)]
+    paths = [c["path"] for c in consistent_changes(config.evidence.get("changes", []), channel)]
     if not paths:
         return ""
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
