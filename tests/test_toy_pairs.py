@@ -51,6 +51,15 @@ def test_harmless_variant_is_identical(variant):
     assert c.verdict == schema.IDENTICAL and c.first_divergence is None
 
 
+def test_eval_left_on_for_training_is_a_training_mode_finding():
+    c = _compare_pair("eval_during_training")
+    assert c.verdict == schema.DIFFERENT and c.causes[0].category == "mode"
+    assert (c.first_divergence["channel"], c.first_divergence["step"]) == ("mode", 0)
+    assert "eval mode during training" in c.first_divergence["diagnosis"]
+    assert c.finding("step_order").status == schema.DIFFERENT  # not called an inert mode switch
+    assert "ckpt" not in c.first_divergence["diagnosis"]
+
+
 def test_diagnoses_name_the_cause():
     assert "loop order differs" in _compare_pair("sched_before_opt").first_divergence["diagnosis"]
     assert "clip threshold" in _compare_pair("clip_changed").first_divergence["diagnosis"]
