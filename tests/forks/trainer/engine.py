@@ -38,8 +38,6 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     model.train()
     total, seen = 0.0, 0
     for batch in loader:
-        if max_batches is not None and seen >= max_batches:
-            break
         optimizer.zero_grad(set_to_none=True)
         logits = forward_batch(model, batch)
         loss = F.cross_entropy(logits, batch["label"])
@@ -49,6 +47,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         scheduler.step()
         total += loss.item()
         seen += 1
+        if max_batches is not None and seen >= max_batches:
+            break  # before fetching another batch: that would draw augmentation noise for nothing
     return total / max(1, seen), seen
 
 
