@@ -91,3 +91,21 @@ def test_nothing_recorded_on_either_side_is_identical() -> None:
     empty = Trace(path=Path("t.jsonl"), header={"type": schema.HEADER})
     assert run_config(empty)["argparse"] == {} and run_config(empty)["optimizers"] == []
     assert check_config(empty, empty).status == schema.IDENTICAL
+
+
+def test_a_config_dict_found_under_another_name_is_diffed_key_by_key() -> None:
+    from parity.checks.config import align_config_objects
+
+    base = {"__main__.CONFIG": {"lr": 0.1, "aug": 0.2, "seed": 0, "out_dir": "a"}}
+    fork = {"main:config": {"lr": 0.3, "aug": 0.2, "seed": 0, "out_dir": "a"}}
+    assert align_config_objects(base, fork) == {"__main__.CONFIG": {"lr": 0.3, "aug": 0.2, "seed": 0, "out_dir": "a"}}
+    unrelated = {"main:opts": {"colour": "red"}}
+    assert align_config_objects(base, unrelated) == unrelated
+
+
+def test_an_alias_of_a_config_already_seen_is_not_a_change() -> None:
+    from parity.checks.config import align_config_objects
+
+    base = {"__main__.CONFIG": {"lr": 0.1}}
+    fork = {"__main__.CONFIG": {"lr": 0.1}, "main:cfg": {"lr": 0.1}}
+    assert align_config_objects(base, fork) == base

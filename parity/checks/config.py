@@ -96,9 +96,40 @@ def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = f
 
     # ignore_private_variables=False: config objects are keyed like "__main__.CONFIG", which deepdiff
     # would otherwise skip as a private name.
-    diff = DeepDiff(run_config(baseline, ignore), run_config(candidate, ignore), verbose_level=2,
-                    ignore_private_variables=False)
+    a, b = run_config(baseline, ignore), run_config(candidate, ignore)
+    b["config_objects"] = align_config_objects(a["config_objects"], b["config_objects"])
+    diff = DeepDiff(a, b, verbose_level=2, ignore_private_variables=False)
     return _flatten_changes(diff)
+
+
+def _keys(value: Any) -> set[str]:
+    return set(value) if isinstance(value, dict) else set()
+
+
+def align_config_objects(baseline: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+    """The candidate's config objects keyed like the baseline's where they are the same object found
+    under another name: a fork that calls `main(dict(CONFIG, lr=...))` holds its config in `main:config`
+    while the base reads `__main__.CONFIG`. Matching by content (most shared keys, at least half) lets the
+    diff name the one key that changed instead of a whole dict removed and another added."""
+    unmatched_a = [k for k in baseline if k not in candidate]
+    unmatched_b = [k for k in candidate if k not in baseline]
+    renamed = {}
+    for kb in unmatched_b:
+        keys_b = _keys(candidate[kb])
+        best, best_share = None, 0.5
+        for ka in unmatched_a:
+            keys_a = _keys(baseline[ka])
+            union = keys_a | keys_b
+            share = len(keys_a & keys_b) / len(union) if union else 0.0
+            if share >= best_share and (best is None or share > best_share):
+                best, best_share = ka, share
+        if best is not None:
+            renamed[kb] = best
+            unmatched_a.remove(best)
+    out = {renamed.get(k, k): v for k, v in candidate.items()}
+    # The same config seen under a second name on one side only (a local alias of the global dict) is
+    # not a change of settings: drop candidate-only objects equal to one the candidate already holds.
+    return {k: v for k, v in out.items() if k in baseline or not any(v == w for k2, w in out.items() if k2 in baseline)}
 
 
 def check_config(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> Finding:
