@@ -35,3 +35,9 @@ for f in parity/pairs/toy-*.toml; do
     *) run parity report --pair $p -o reports/toy/$p.md ;;
   esac
 done
+# the fork family (tests/forks): a trainer written like a real project and ten one-change forks
+mkdir -p reports/forks
+for f in parity/pairs/fork-*.toml; do
+  p=$(basename "$f" .toml)
+  run parity report --pair $p -o reports/forks/$p.md
+done
