@@ -288,11 +288,16 @@ def load_trace(path: str | Path) -> Trace:
 def _load_trace(path: Path) -> Trace:
     try:
         text = path.read_text(encoding="utf-8")
-        lines = text.split("\n")
     except FileNotFoundError:
         raise TraceError(f"{path}: no such trace file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TraceError(f"{path}: cannot read trace: {exc}") from None
+    return parse_trace(text, path)
+
+
+def parse_trace(text: str, path: Path) -> Trace:
+    """Parse and validate a trace held in memory (a decompressed golden); `path` names it in errors."""
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
