@@ -37,3 +37,13 @@ class CheckpointError(ParityError):
     """A checkpoint is unreadable, truncated, or would need an unsafe pickle."""
 
     docs = "README.md#resume-checks-and-checkpoint-audits"
+
+
+class GoldenError(BaselineError):
+    """A stored golden cannot be used: another schema version, a checksum mismatch, a missing file."""
+
+    docs = "goldens/README.md"
+
+
+class GoldenMissingError(GoldenError):
+    """No golden is stored for this pair and environment; the message lists the environments that have one."""
