@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 from parity.exceptions import ConfigError
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import float64_ulps, ulp_distance  # noqa: F401  (re-exported for the checks)
 
 
 @dataclass
@@ -84,19 +85,6 @@ def first_mismatch(baseline: Trace, candidate: Trace, key: Callable[[dict], Any]
         if va != vb:
             return i, compared
     return None, compared
-
-
-def _ordered(bits: int, width: int) -> int:
-    sign = 1 << (width - 1)
-    return -(bits & (sign - 1)) if bits & sign else bits
-
-
-def ulp_distance(a: dict, b: dict) -> int | None:
-    """Units in the last place between two recorded scalars of one dtype (None if dtypes differ or NaN)."""
-    if a.get("dtype") != b.get("dtype") or "nan" in (a.get("value"), b.get("value")):
-        return None
-    width = 4 * len(a["bits"])
-    return abs(_ordered(int(a["bits"], 16), width) - _ordered(int(b["bits"], 16), width))
 
 
 def as_float(value: Any) -> float:

@@ -7,16 +7,19 @@ import math
 from parity.checks.base import Finding, Tolerance, aligned, as_float, not_compared, rel_diff, ulp_distance
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.schema import F_LOSSES, S_BITS, S_DTYPE, S_VALUE, V_NAN
 
 
 def _first_loss(step: dict) -> dict | None:
-    return step["losses"][0] if step.get("losses") else None
+    losses = step.get(F_LOSSES)
+    return losses[0] if losses else None
 
 
 def _difference(a: dict, b: dict) -> dict:
-    va, vb = as_float(a["value"]), as_float(b["value"])
-    return {"baseline": a["value"], "candidate": b["value"], "baseline_bits": a["bits"], "candidate_bits": b["bits"],
-            "dtype": a["dtype"], "ulps": ulp_distance(a, b), "rel": rel_diff(va, vb)}
+    """Evidence for one pair of recorded losses (kept as the trace's dicts: no object per step)."""
+    va, vb = as_float(a[S_VALUE]), as_float(b[S_VALUE])
+    return {"baseline": a[S_VALUE], "candidate": b[S_VALUE], "baseline_bits": a[S_BITS], "candidate_bits": b[S_BITS],
+            "dtype": a[S_DTYPE], "ulps": ulp_distance(a, b), "rel": rel_diff(va, vb)}
 
 
 def check_loss(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
@@ -26,19 +29,19 @@ def check_loss(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
     nan_steps = {"baseline": [], "candidate": []}
     last_pair = None
     for i, a, b in aligned(baseline, candidate):
-        la, lb = a.get("losses") or [], b.get("losses") or []
-        if la == lb and not any(l.get("value") == "nan" for l in la):  # fast path: identical and finite
+        la, lb = a.get(F_LOSSES) or [], b.get(F_LOSSES) or []
+        if la == lb and not any(l.get(S_VALUE) == V_NAN for l in la):  # fast path: identical and finite
             if la:
                 compared += 1
                 last_pair = (i, la[0], lb[0])
             continue
         for side, rec in (("baseline", a), ("candidate", b)):
-            if any(l.get("value") == "nan" for l in rec.get("losses", [])):
+            if any(l.get(S_VALUE) == V_NAN for l in rec.get(F_LOSSES) or []):
                 nan_steps[side].append(i)
         if not la and not lb:
             continue
         compared += 1
-        if [(l["bits"], l["dtype"]) for l in la] != [(l["bits"], l["dtype"]) for l in lb]:
+        if [(l[S_BITS], l[S_DTYPE]) for l in la] != [(l[S_BITS], l[S_DTYPE]) for l in lb]:
             if len(la) != len(lb) or not la:
                 rel, ulps = math.inf, math.inf
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from parity.checks.base import Finding, aligned
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.schema import F_EVENTS
 
 
 #: Events shown on each side of a loop-order difference; the evidence keeps the full sequences.
@@ -35,18 +36,19 @@ def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
     """
     first = first_inert = None
     for i, a, b in aligned(baseline, candidate):
-        if a["events"] == b["events"]:
+        ea, eb = a[F_EVENTS], b[F_EVENTS]
+        if ea == eb:
             continue
-        if first is None and _relevant(a["events"]) != _relevant(b["events"]):
+        if first is None and _relevant(ea) != _relevant(eb):
             first = i
-        if first_inert is None and a["events"] != b["events"]:
+        if first_inert is None:
             first_inert = i
     na, nb = len(baseline.steps), len(candidate.steps)
     evidence: dict = {"steps": {"baseline": na, "candidate": nb},
                       "ended": {"baseline": baseline.ended_how, "candidate": candidate.ended_how}}
     at = first if first is not None else first_inert
     if at is not None:
-        evidence.update({"step": at, "baseline": baseline.steps[at]["events"], "candidate": candidate.steps[at]["events"]})
+        evidence.update({"step": at, "baseline": baseline.steps[at][F_EVENTS], "candidate": candidate.steps[at][F_EVENTS]})
     if na != nb:
         evidence["length_mismatch"] = True
         return Finding("step_order", schema.DIFFERENT,

@@ -32,29 +32,52 @@ STEP = "step"
 END = "end"
 RECORD_TYPES = (HEADER, META, STEP, END)
 
-# Fields of a step record.
-STEP_FIELDS = (
-    "type",
-    "step",
-    "events",
-    "losses",
-    "groups",
-    "grad_norm",
-    "clip",
-    "batch",
-    "loader",
-    "params",
-    "optim_state",
-    "rng",
-    "wall_ms",
-    "peak_mem_bytes",
-    "skipped",
-    "fields",
-    "samples",
-    "labels",
-    "epoch",
-    "mode",
-)
+#: Record kind, in every record (one of RECORD_TYPES).
+F_TYPE = "type"
+
+# -- step fields (v1) -----------------------------------------------------------------------------
+#: `step`: 0-based index of the optimizer update this record describes.
+F_STEP = "step"
+#: `events`: ordered event names (EV_*) of the step.
+F_EVENTS = "events"
+#: `losses`: [recorded scalar, with `scale` under GradScaler] for every tensor backward ran on.
+F_LOSSES = "losses"
+#: `groups`: every hyperparameter of every param group as this update used them ({G_LR: ..., ...}).
+F_GROUPS = "groups"
+#: `grad_norm`: recorded scalar plus `source` (clip_grad_norm_ or parity): the pre-clip total norm.
+F_GRAD_NORM = "grad_norm"
+#: `clip`: {CLIP_MAX_NORM, CLIP_NORM_TYPE} of the step's clip_grad_norm_ call, or None.
+F_CLIP = "clip"
+#: `batch`: ["<root module>:<wsum64>"] digests of the root forward's inputs.
+F_BATCH = "batch"
+#: `loader`: [wsum64] digests of the DataLoader batches the step trained on.
+F_LOADER = "loader"
+#: `params`: sum64 digest of every parameter the optimizer updates, after the update.
+F_PARAMS = "params"
+#: `optim_state`: sum64 digest of the optimizer's per-parameter state, after the update.
+F_OPTIM_STATE = "optim_state"
+#: `rng`: {"torch", "numpy", "python", "cuda"?: digest} after the update.
+F_RNG = "rng"
+#: `wall_ms`: time from the end of the previous update to the end of this one.
+F_WALL_MS = "wall_ms"
+#: `peak_mem_bytes`: peak device (or process) memory so far.
+F_PEAK_MEM = "peak_mem_bytes"
+#: `skipped`: GradScaler skipped this update (inf/NaN gradients).
+F_SKIPPED = "skipped"
+
+#: Keys of a recorded scalar (a loss or a gradient norm): exact bits in hex, dtype, value (JSON number
+#: or "nan"/"inf"/"-inf"); a loss under GradScaler adds the scale, a gradient norm its source.
+S_BITS, S_DTYPE, S_VALUE, S_SCALE, S_SOURCE = "bits", "dtype", "value", "scale", "source"
+#: Spellings of non-finite values, wherever a float is recorded (JSON has no NaN or infinity).
+V_NAN, V_INF, V_NEG_INF = "nan", "inf", "-inf"
+#: Keys of `clip`.
+CLIP_MAX_NORM, CLIP_NORM_TYPE = "max_norm", "norm_type"
+#: Keys of a param group in `groups` that hold the learning rate (the rest are other hyperparameters).
+G_LR, G_INITIAL_LR = "lr", "initial_lr"
+#: Keys of `labels` (F_LABELS).
+LABELS_FIELD, LABELS_HIST = "field", "hist"
+#: Keys of `mode` (F_MODE).
+MODE_ROOT, MODE_TRAINING, MODE_EVAL_MODULES, MODE_N_EVAL = "root", "training", "eval_modules", "n_eval"
 
 # -- v2 step fields, documented once -----------------------------------------------------------
 #: `fields`: list aligned with `loader` (one entry per DataLoader batch this step trained on):
@@ -74,6 +97,32 @@ F_EPOCH = "epoch"
 #: `mode`: at the step's first grad-enabled root forward: {"root": class name, "training": bool,
 #:   "eval_modules": [names of submodules with training=False, at most 20], "n_eval": int}.
 F_MODE = "mode"
+
+#: Every field of a step record, in the order the recorder creates them.
+STEP_FIELDS = (F_TYPE, F_STEP, F_EVENTS, F_LOSSES, F_GROUPS, F_GRAD_NORM, F_CLIP, F_BATCH, F_LOADER, F_PARAMS,
+               F_OPTIM_STATE, F_RNG, F_WALL_MS, F_PEAK_MEM, F_SKIPPED, F_FIELDS, F_SAMPLES, F_LABELS, F_EPOCH, F_MODE)
+
+# -- meta records ---------------------------------------------------------------------------------
+#: Fields of a meta record: which metadata it is (a META_* key) and its value.
+M_KEY, M_VALUE = "key", "value"
+#: The parsed argparse namespace: {dest: value}.
+META_ARGPARSE = "argparse"
+#: [{"class": "pkg.mod.Class", "defaults": {every hyperparameter, hard-coded ones included},
+#:   "param_groups": int, "params": int}], one per optimizer constructed, in order.
+META_OPTIMIZERS = "optimizers"
+#: [{"class": "pkg.mod.Class", "state": {the scheduler's state_dict}}], one per scheduler constructed.
+META_SCHEDULERS = "schedulers"
+#: Numerics flags as they were when the process ended (a trainer may set them after capture starts).
+META_NUMERICS_AT_END = "numerics_at_end"
+#: [op name]: ops that have no deterministic kernel, met in deterministic mode.
+META_NONDETERMINISTIC_OPS = "nondeterministic_ops"
+#: [kind]: restores that a resume control swallowed (so a control that never fires can say why).
+META_SKIPPED_CALLS = "skipped_calls"
+#: {"where", "traceback"}: capture failed internally; fields after it may be missing.
+META_CAPTURE_ERROR = "capture_error"
+#: Keys of an entry of META_OPTIMIZERS / META_SCHEDULERS.
+OPT_CLASS, OPT_DEFAULTS, OPT_PARAM_GROUPS, OPT_N_PARAMS = "class", "defaults", "param_groups", "params"
+SCHED_STATE = "state"
 
 # -- v2 meta keys ---------------------------------------------------------------------------------
 #: {"roots": [{"class": "pkg.mod.Class", "modules": [[fqn, class name], ...],
@@ -97,8 +146,36 @@ META_CONFIG_OBJECTS = "config_objects"
 #:   {"module": name, "sha": hex, "functions": {qualname: hex}}}}: the trainer's own source files
 #:   (not stdlib, not site-packages, not parity), hashed; functions hashed through their AST.
 META_SOURCES = "sources"
+#: Keys of META_SOURCES.
+SRC_ROOT, SRC_GIT, SRC_FILES = "root", "git", "files"
 #: {"torch": digest, "numpy": digest, "python": digest} just before the first training batch is fetched.
 META_RNG_AT_FIRST_BATCH = "rng_at_first_batch"
+
+#: Every meta key a recorder writes.
+META_KEYS = (META_ARGPARSE, META_OPTIMIZERS, META_SCHEDULERS, META_NUMERICS_AT_END, META_NONDETERMINISTIC_OPS,
+             META_SKIPPED_CALLS, META_CAPTURE_ERROR, META_MODEL, META_DATALOADERS, META_CONFIG_OBJECTS, META_SOURCES,
+             META_RNG_AT_FIRST_BATCH)
+
+# -- header record --------------------------------------------------------------------------------
+H_SCHEMA = "schema"                # SCHEMA_NAME
+H_VERSION = "version"              # SCHEMA_VERSION of the writer
+H_RANK = "rank"
+H_PID = "pid"
+H_LEVEL = "level"                  # capture level as given: full, every:N, minimal
+H_SEED = "seed"                    # the seed parity set, or None
+H_DETERMINISTIC = "deterministic"  # parity turned deterministic algorithms on
+H_SKIP_LOADS = "skip_loads"        # load kinds turned into no-ops
+H_DIGEST = "digest"                # digest algorithm version: digests compare only within one
+H_RUN = "meta"                     # the process's context, keyed by RUN_*
+#: Keys of the header's `meta` (the process as capture found it).
+RUN_ARGV, RUN_CWD, RUN_PYTHON, RUN_TORCH, RUN_CUDA = "argv", "cwd", "python", "torch", "cuda"
+RUN_DEVICE, RUN_PLATFORM, RUN_HOSTNAME, RUN_NUMERICS, RUN_ENV = "device", "platform", "hostname", "numerics", "env"
+#: RUN_GIT is {"root", "commit", "dirty"}; RUN_LOAD the 1/5/15-minute load averages (also in the end record).
+RUN_GIT, RUN_LOAD, RUN_CPUS = "git", "load", "cpus"
+GIT_ROOT, GIT_COMMIT, GIT_DIRTY = "root", "commit", "dirty"
+
+# -- end record -----------------------------------------------------------------------------------
+E_STATUS, E_ERROR, E_STEPS, E_TRAILING_EVENTS, E_LOAD = "status", "error", "steps", "trailing_events", "load"
 
 # Capture levels: what a step record holds.
 LEVEL_FULL = "full"          # every field, every step
