@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from parity.trace import schema
+
 #: Categories in rank order: what changes training most directly comes first.
 CATEGORIES = (
     "model",          # module tree, parameter shapes/dtypes, frozen/unfrozen parameters
@@ -56,8 +58,9 @@ class Cause:
 
 # -- building the ranked list ---------------------------------------------------------------------
 #: Config sections (run_config keys) and the category a change there belongs to.
-_SECTION_CATEGORY = {"optimizers": "optimizer", "schedulers": "schedule", "numerics": "numerics",
-                     "numerics_at_end": "numerics", "env": "numerics"}
+_SECTION_CATEGORY = {schema.META_OPTIMIZERS: "optimizer", schema.META_SCHEDULERS: "schedule",
+                     schema.RUN_NUMERICS: "numerics", schema.META_NUMERICS_AT_END: "numerics",
+                     schema.RUN_ENV: "numerics"}
 _SHOWN = 4
 
 
@@ -85,7 +88,6 @@ def rank_causes(findings: dict[str, Any], verdict: str, first_divergence: dict[s
                 code: Any = None) -> list[Cause]:
     """The causes the evidence supports, ranked; `findings` maps check name to Finding."""
     from parity.checks.divergence import consistent_changes
-    from parity.trace import schema
 
     def differs(name: str) -> bool:
         f = findings.get(name)

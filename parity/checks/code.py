@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import TraceMeta
+from parity.trace.schema import FILE_FUNCTIONS, FILE_MODULE, FILE_SHA, SRC_FILES, SRC_GIT
 
 
 @dataclass
@@ -58,17 +59,12 @@ class CodeChanges:
                 "files": [{**asdict(f), "summary": f.describe()} for f in self.files]}
 
 
-def _sources(trace: Trace) -> dict[str, Any] | None:
-    sources = trace.meta.get(schema.META_SOURCES)
-    return sources if isinstance(sources, dict) and isinstance(sources.get("files"), dict) else None
-
-
 def _match(files_a: dict[str, Any], files_b: dict[str, Any]) -> list[tuple[str | None, str | None]]:
     """Pair files by path, then by module name, then by file name; the rest are one-sided."""
     pairs = [(p, p) for p in sorted(set(files_a) & set(files_b))]
     left = [p for p in sorted(files_a) if p not in files_b]
     right = [p for p in sorted(files_b) if p not in files_a]
-    for key in (lambda p, f: f.get("module"), lambda p, f: PurePosixPath(p).name):
+    for key in (lambda p, f: f.get(FILE_MODULE), lambda p, f: PurePosixPath(p).name):
         by_key: dict[Any, list[str]] = {}
         for p in right:
             by_key.setdefault(key(p, files_b[p]), []).append(p)
@@ -85,19 +81,19 @@ def _match(files_a: dict[str, Any], files_b: dict[str, Any]) -> list[tuple[str |
 
 
 def code_changes(baseline: Trace, candidate: Trace) -> CodeChanges:
-    sa, sb = _sources(baseline), _sources(candidate)
+    sa, sb = TraceMeta.of(baseline).sources, TraceMeta.of(candidate).sources
     if sa is None or sb is None:
         return CodeChanges(recorded=False)
-    files_a, files_b = sa["files"], sb["files"]
-    out = CodeChanges(recorded=True, git={"baseline": sa.get("git"), "candidate": sb.get("git")})
+    files_a, files_b = sa[SRC_FILES], sb[SRC_FILES]
+    out = CodeChanges(recorded=True, git={"baseline": sa.get(SRC_GIT), "candidate": sb.get(SRC_GIT)})
     for pa, pb in _match(files_a, files_b):
         if pa is None or pb is None:
             out.files.append(FileChange(pa, pb))
             continue
         fa, fb = files_a[pa], files_b[pb]
-        if fa.get("sha") == fb.get("sha"):
+        if fa.get(FILE_SHA) == fb.get(FILE_SHA):
             continue
-        funcs_a, funcs_b = fa.get("functions") or {}, fb.get("functions") or {}
+        funcs_a, funcs_b = fa.get(FILE_FUNCTIONS) or {}, fb.get(FILE_FUNCTIONS) or {}
         out.files.append(FileChange(pa, pb,
                                     changed=sorted(n for n in set(funcs_a) & set(funcs_b) if funcs_a[n] != funcs_b[n]),
                                     added=sorted(set(funcs_b) - set(funcs_a)),

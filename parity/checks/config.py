@@ -14,6 +14,8 @@ from typing import Any
 from parity.checks.base import Finding
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import TraceMeta
+from parity.trace.schema import DL_DATASET, DS_ATTRS, DS_RAW, DS_RAW_ERROR
 
 
 #: A setting whose name ends like this names a place on disk, not a training setting.
@@ -21,39 +23,38 @@ _PATH_NAME = re.compile(r"(^|[_\-.])(dir|directory|path|paths|file|filename|fold
                         r"ckpt|checkpoint|checkpoints|save|save_dir|log|logs|log_dir|logdir|run_name|run_dir|"
                         r"cache|cache_dir|root|wandb|tensorboard)$", re.IGNORECASE)
 #: A DataLoader setting that is a digest of data, compared by the data check, not a setting.
-_LOADER_DATA_KEYS = ("raw", "attrs", "raw_error")
+_LOADER_DATA_KEYS = (DS_RAW, DS_ATTRS, DS_RAW_ERROR)
+#: Environment variables that differ between ranks of one run by construction.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK")
+#: The section of run_config holding parity's own recording options (the other sections are named
+#: after the meta and header keys they come from, so a deepdiff path names the trace field).
+SECTION_PARITY = "parity"
 
 
-def _loader_settings(trace: Trace) -> list[dict[str, Any]]:
-    loaders = trace.meta.get(schema.META_DATALOADERS)
-    if not isinstance(loaders, list):
-        return []
+def _loader_settings(meta: TraceMeta) -> list[dict[str, Any]]:
     out = []
-    for loader in loaders:
-        if not isinstance(loader, dict):
-            continue
-        dataset = {k: v for k, v in (loader.get("dataset") or {}).items() if k not in _LOADER_DATA_KEYS} \
-            if isinstance(loader.get("dataset"), dict) else loader.get("dataset")
-        out.append({**{k: v for k, v in loader.items() if k != "dataset"}, "dataset": dataset})
+    for loader in meta.dataloaders:
+        dataset = loader.get(DL_DATASET)
+        if isinstance(dataset, dict):
+            dataset = {k: v for k, v in dataset.items() if k not in _LOADER_DATA_KEYS}
+        out.append({**{k: v for k, v in loader.items() if k != DL_DATASET}, DL_DATASET: dataset})
     return out
 
 
 def run_config(trace: Trace, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The comparable settings of one run, grouped by where they come from."""
-    meta = trace.header.get("meta", {})
-    args = {k: v for k, v in (trace.meta.get("argparse") or {}).items() if k not in ignore}
-    objects = trace.meta.get(schema.META_CONFIG_OBJECTS)
+    meta = TraceMeta.of(trace)
     return {
-        "argparse": args,
-        "config_objects": objects if isinstance(objects, dict) else {},
-        "dataloaders": _loader_settings(trace),
-        "optimizers": [{"class": o["class"], **o["defaults"]} for o in trace.meta.get("optimizers", [])],
-        "schedulers": trace.meta.get("schedulers", []),
-        "numerics": meta.get("numerics", {}),
-        "numerics_at_end": trace.meta.get("numerics_at_end", {}),
-        "env": {k: v for k, v in meta.get("env", {}).items() if k not in ("RANK", "LOCAL_RANK")},
-        "parity": {"seed": trace.header.get("seed"), "deterministic": trace.header.get("deterministic"),
-                   "level": trace.header.get("level"), "skip_loads": trace.header.get("skip_loads") or []},
+        schema.META_ARGPARSE: {k: v for k, v in meta.argparse.items() if k not in ignore},
+        schema.META_CONFIG_OBJECTS: meta.config_objects,
+        schema.META_DATALOADERS: _loader_settings(meta),
+        schema.META_OPTIMIZERS: [{schema.OPT_CLASS: o.class_name, **o.defaults} for o in meta.optimizers],
+        schema.META_SCHEDULERS: [s.to_json() for s in meta.schedulers],
+        schema.RUN_NUMERICS: meta.numerics,
+        schema.META_NUMERICS_AT_END: meta.numerics_at_end,
+        schema.RUN_ENV: {k: v for k, v in meta.env.items() if k not in _RANK_VARIABLES},
+        SECTION_PARITY: {schema.H_SEED: meta.seed, schema.H_DETERMINISTIC: trace.header.get(schema.H_DETERMINISTIC),
+                         schema.H_LEVEL: meta.level, schema.H_SKIP_LOADS: meta.skip_loads},
     }
 
 
@@ -97,7 +98,7 @@ def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = f
     # ignore_private_variables=False: config objects are keyed like "__main__.CONFIG", which deepdiff
     # would otherwise skip as a private name.
     a, b = run_config(baseline, ignore), run_config(candidate, ignore)
-    b["config_objects"] = align_config_objects(a["config_objects"], b["config_objects"])
+    b[schema.META_CONFIG_OBJECTS] = align_config_objects(a[schema.META_CONFIG_OBJECTS], b[schema.META_CONFIG_OBJECTS])
     diff = DeepDiff(a, b, verbose_level=2, ignore_private_variables=False)
     return _flatten_changes(diff)
 

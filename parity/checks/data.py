@@ -15,9 +15,12 @@ from typing import Any
 from parity.checks.base import Finding, first_mismatch, not_compared
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import LabelCounts, StepView, TraceMeta
+from parity.trace.schema import (DL_DATASET, DS_ATTRS, DS_LEN, DS_RAW, F_BATCH, F_EPOCH, F_FIELDS, F_LABELS, F_LOADER,
+                                 F_SAMPLES, RAW_N, RAW_ORDERED, RAW_SET)
 
-#: (step field, what it holds) in the order they are looked at.
-_CHANNELS = (("loader", "DataLoader batches"), ("batch", "model inputs"))
+#: (step field, what it holds) in the order they are looked at; the evidence keys are the field names.
+_CHANNELS = ((F_LOADER, "DataLoader batches"), (F_BATCH, "model inputs"))
 
 #: Data kinds, as cause categories (parity.checks.causes.CATEGORIES).
 LABELS, CONTENT, ORDER, AUGMENTATION = "labels", "data_content", "data_order", "augmentation"
@@ -28,6 +31,9 @@ _SETTING_ATTRS = ("cfg", "config", "conf", "args", "hparams", "params", "setting
                   "transforms", "target_transform", "augment", "augmentation")
 
 _MASK64 = (1 << 64) - 1
+#: Evidence key for which DataLoader (its index in META_DATALOADERS) a dataset difference is in:
+#: report vocabulary, not the step field of the same spelling.
+_LOADER_INDEX = "loader"
 
 
 def _roots(entries: list[str]) -> list[str]:
@@ -40,7 +46,7 @@ def _same_roots(a: list[str], b: list[str]) -> bool:
 
 
 def _fields_at(step: dict[str, Any]) -> dict[str, str] | None:
-    batches = step.get(schema.F_FIELDS) or []
+    batches = step.get(F_FIELDS) or []
     if not batches or not all(isinstance(b, dict) for b in batches):
         return None
     merged: dict[str, str] = {}
@@ -59,18 +65,18 @@ def _differing_fields(a: dict[str, Any], b: dict[str, Any]) -> list[str] | None:
 
 def _target_field(*steps: dict[str, Any]) -> str | None:
     for step in steps:
-        labels = step.get(schema.F_LABELS)
-        if isinstance(labels, dict) and labels.get("field"):
-            return str(labels["field"])
+        labels = StepView(step).labels
+        if labels is not None:
+            return labels.field
     return None
 
 
 def _label_totals(trace: Trace, n: int) -> Counter:
     total: Counter = Counter()
     for step in trace.steps[:n]:
-        labels = step.get(schema.F_LABELS)
-        if isinstance(labels, dict) and isinstance(labels.get("hist"), dict):
-            total.update({str(k): int(v) for k, v in labels["hist"].items() if isinstance(v, int)})
+        labels = LabelCounts.from_record(step.get(F_LABELS))
+        if labels is not None:
+            total.update(labels.hist)
     return total
 
 
@@ -78,7 +84,7 @@ def _epoch_sums(trace: Trace, n: int) -> dict[int, tuple[int, int]]:
     """Per epoch: (sum of the steps' order-insensitive sample digests mod 2**64, steps in the epoch)."""
     sums: dict[int, tuple[int, int]] = {}
     for step in trace.steps[:n]:
-        epoch, samples = step.get(schema.F_EPOCH), step.get(schema.F_SAMPLES)
+        epoch, samples = step.get(F_EPOCH), step.get(F_SAMPLES)
         if not isinstance(epoch, int) or not isinstance(samples, str):
             continue
         try:
@@ -90,32 +96,27 @@ def _epoch_sums(trace: Trace, n: int) -> dict[int, tuple[int, int]]:
     return sums
 
 
-def _loaders(trace: Trace) -> list[dict[str, Any]]:
-    loaders = trace.meta.get(schema.META_DATALOADERS)
-    return [d for d in loaders if isinstance(d, dict)] if isinstance(loaders, list) else []
-
-
 def _dataset_differences(baseline: Trace, candidate: Trace) -> dict[str, Any] | None:
     """How the datasets as prepared differ (None when neither side described its datasets)."""
-    la, lb = _loaders(baseline), _loaders(candidate)
+    la, lb = TraceMeta.of(baseline).dataloaders, TraceMeta.of(candidate).dataloaders
     if not la or not lb:
         return None
     out: dict[str, Any] = {"data_attrs": [], "setting_attrs": [], "raw": [], "length": [], "loaders": min(len(la), len(lb))}
     for i, (a, b) in enumerate(zip(la, lb)):
-        da, db = a.get("dataset") or {}, b.get("dataset") or {}
-        if da.get("len") != db.get("len"):
-            out["length"].append({"loader": i, "baseline": da.get("len"), "candidate": db.get("len")})
-        attrs_a, attrs_b = da.get("attrs") or {}, db.get("attrs") or {}
+        da, db = a.get(DL_DATASET) or {}, b.get(DL_DATASET) or {}
+        if da.get(DS_LEN) != db.get(DS_LEN):
+            out["length"].append({_LOADER_INDEX: i, "baseline": da.get(DS_LEN), "candidate": db.get(DS_LEN)})
+        attrs_a, attrs_b = da.get(DS_ATTRS) or {}, db.get(DS_ATTRS) or {}
         for name in sorted(set(attrs_a) | set(attrs_b)):
             if attrs_a.get(name) != attrs_b.get(name):
                 bucket = "setting_attrs" if name.lower().strip("_") in _SETTING_ATTRS else "data_attrs"
                 out[bucket].append(f"loader {i}: {name}")
-        raw_a, raw_b = da.get("raw"), db.get("raw")
-        if isinstance(raw_a, dict) and isinstance(raw_b, dict) and raw_a.get("n") == raw_b.get("n"):
-            if raw_a.get("set") != raw_b.get("set"):
-                out["raw"].append({"loader": i, "kind": "items differ", "n": raw_a.get("n")})
-            elif raw_a.get("ordered") != raw_b.get("ordered"):
-                out["raw"].append({"loader": i, "kind": "same items, other index order", "n": raw_a.get("n")})
+        raw_a, raw_b = da.get(DS_RAW), db.get(DS_RAW)
+        if isinstance(raw_a, dict) and isinstance(raw_b, dict) and raw_a.get(RAW_N) == raw_b.get(RAW_N):
+            if raw_a.get(RAW_SET) != raw_b.get(RAW_SET):
+                out["raw"].append({_LOADER_INDEX: i, "kind": "items differ", "n": raw_a.get(RAW_N)})
+            elif raw_a.get(RAW_ORDERED) != raw_b.get(RAW_ORDERED):
+                out["raw"].append({_LOADER_INDEX: i, "kind": "same items, other index order", "n": raw_a.get(RAW_N)})
     return out
 
 
@@ -129,8 +130,8 @@ def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int |
         evidence["fields_differing"] = differing
     if target is not None:
         evidence["target_field"] = target
-    rng_a, rng_b = baseline.meta.get(schema.META_RNG_AT_FIRST_BATCH), candidate.meta.get(schema.META_RNG_AT_FIRST_BATCH)
-    if isinstance(rng_a, dict) and isinstance(rng_b, dict):
+    rng_a, rng_b = TraceMeta.of(baseline).rng_at_first_batch, TraceMeta.of(candidate).rng_at_first_batch
+    if rng_a is not None and rng_b is not None:
         evidence["rng_at_first_batch"] = "same" if rng_a == rng_b else \
             "differs (" + ", ".join(k for k in sorted(set(rng_a) | set(rng_b)) if rng_a.get(k) != rng_b.get(k)) + ")"
     if target is not None and differing == [target]:
@@ -178,7 +179,7 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
     firsts = {}
     for field, what in _CHANNELS:
         first, compared = first_mismatch(baseline, candidate, lambda s, f=field: s.get(f) or None,
-                                         comparable=_same_roots if field == "batch" else None)
+                                         comparable=_same_roots if field == F_BATCH else None)
         evidence[f"{field}_steps_compared"] = compared
         if compared and first is not None:
             firsts[field] = first
@@ -194,7 +195,7 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
                        "compared steps", None, evidence)
     first = min(firsts.values())
     n = min(len(baseline.steps), len(candidate.steps))
-    kind = _classify(baseline, candidate, first, firsts.get("loader"), n)
+    kind = _classify(baseline, candidate, first, firsts.get(F_LOADER), n)
     evidence.update(kind)
-    where = "the DataLoader's batches" if firsts.get("loader") == first else "the model's inputs"
+    where = "the DataLoader's batches" if firsts.get(F_LOADER) == first else "the model's inputs"
     return Finding("data", schema.DIFFERENT, f"{where} differ from step {first}: {kind['how']}", first, evidence)

@@ -23,13 +23,15 @@ _DATA_NAME = re.compile(r"data|batch|shuffl|seed|worker|sampl|split|aug|noise|ma
                         r"transform|vocab|label|class|token|drop_last|max_len|seq_len|context|window|stride|filter|"
                         r"fraction|subset|limit|order", re.IGNORECASE)
 
-#: Config sections whose changes are consistent with a divergence first seen in each channel.
-_CONSISTENT = {"data": ("dataloaders", "config_objects", "argparse"),
-               "loss": ("config_objects", "argparse", "numerics", "numerics_at_end", "env"),
-               "grad_norm": ("config_objects", "argparse", "numerics"),
-               "lr": ("schedulers", "optimizers", "config_objects", "argparse"),
-               "params": ("optimizers", "config_objects", "argparse", "numerics"),
-               "optimizer_state": ("optimizers", "config_objects", "argparse")}
+_ARGS, _OBJECTS, _NUMERICS = schema.META_ARGPARSE, schema.META_CONFIG_OBJECTS, schema.RUN_NUMERICS
+#: Config sections (run_config keys: the meta and header keys the settings come from) whose changes are
+#: consistent with a divergence first seen in each channel.
+_CONSISTENT = {"data": (schema.META_DATALOADERS, _OBJECTS, _ARGS),
+               "loss": (_OBJECTS, _ARGS, _NUMERICS, schema.META_NUMERICS_AT_END, schema.RUN_ENV),
+               "grad_norm": (_OBJECTS, _ARGS, _NUMERICS),
+               "lr": (schema.META_SCHEDULERS, schema.META_OPTIMIZERS, _OBJECTS, _ARGS),
+               "params": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS, _NUMERICS),
+               "optimizer_state": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS)}
 _UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
 
 
@@ -43,7 +45,7 @@ def consistent_changes(changes: list[dict[str, Any]], channel: str) -> list[dict
         section = next((s for s in _CONSISTENT.get(channel, ()) if path.startswith(f"root['{s}']")), None)
         if section is None:
             continue
-        if channel == "data" and section != "dataloaders" and not _DATA_NAME.search(path.rpartition("[")[2]):
+        if channel == "data" and section != schema.META_DATALOADERS and not _DATA_NAME.search(path.rpartition("[")[2]):
             continue
         out.append(change)
     return out

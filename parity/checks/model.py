@@ -7,18 +7,18 @@ from typing import Any
 from parity.checks.base import Finding, not_compared
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import TraceMeta
+from parity.trace.schema import (MODEL_OPTIMIZER_ONLY, MODEL_ROOTS, ROOT_BUFFERS, ROOT_CLASS, ROOT_MODULES,
+                                 ROOT_N_PARAMS, ROOT_N_TRAINABLE, ROOT_PARAMS)
 
 #: Items listed per kind of difference in the evidence; the counts are always complete.
 _SHOWN = 8
+#: Evidence keys of the parameter counts (report vocabulary: `params` here is a count, not the step field).
+_COUNT_ALL, _COUNT_TRAINABLE = "params", "trainable"
 
 
 def _short(cls: str) -> str:
     return cls.rpartition(".")[2]
-
-
-def _describe(trace: Trace) -> dict[str, Any] | None:
-    model = trace.meta.get(schema.META_MODEL)
-    return model if isinstance(model, dict) else None
 
 
 def _index(rows: list, width: int) -> dict[str, tuple]:
@@ -47,18 +47,20 @@ def _fmt(values: tuple, fields: tuple[str, ...]) -> dict[str, Any]:
 
 def _root_changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     changes = []
-    modules_a = {fqn: (_short(cls),) for fqn, cls in a.get("modules", [])}
-    modules_b = {fqn: (_short(cls),) for fqn, cls in b.get("modules", [])}
+    modules_a = {fqn: (_short(cls),) for fqn, cls in a.get(ROOT_MODULES, [])}
+    modules_b = {fqn: (_short(cls),) for fqn, cls in b.get(ROOT_MODULES, [])}
     changes += _diff_named(modules_a, modules_b, "module", ("class",))
-    changes += _diff_named(_index(a.get("params", []), 4), _index(b.get("params", []), 4), "parameter",
+    changes += _diff_named(_index(a.get(ROOT_PARAMS, []), 4), _index(b.get(ROOT_PARAMS, []), 4), "parameter",
                            ("shape", "dtype", "requires_grad"))
-    changes += _diff_named(_index(a.get("buffers", []), 3), _index(b.get("buffers", []), 3), "buffer", ("shape", "dtype"))
+    changes += _diff_named(_index(a.get(ROOT_BUFFERS, []), 3), _index(b.get(ROOT_BUFFERS, []), 3), "buffer",
+                           ("shape", "dtype"))
     return changes
 
 
 def _counts(model: dict[str, Any]) -> dict[str, int]:
-    roots = model.get("roots", [])
-    return {"params": sum(r.get("n_params", 0) for r in roots), "trainable": sum(r.get("n_trainable", 0) for r in roots)}
+    roots = model.get(MODEL_ROOTS, [])
+    return {_COUNT_ALL: sum(r.get(ROOT_N_PARAMS, 0) for r in roots),
+            _COUNT_TRAINABLE: sum(r.get(ROOT_N_TRAINABLE, 0) for r in roots)}
 
 
 def _headline(changes: list[dict[str, Any]]) -> str:
@@ -81,33 +83,34 @@ def check_model(baseline: Trace, candidate: Trace) -> Finding:
     buffers, changed shapes or dtypes, frozen or unfrozen parameters. A different model is different
     training, whatever the losses say; the class names of the roots may differ (a fork renames) as long
     as what they hold is the same."""
-    a, b = _describe(baseline), _describe(candidate)
+    a, b = TraceMeta.of(baseline).model, TraceMeta.of(candidate).model
     if a is None or b is None:
         side = "either side" if a is None and b is None else ("the baseline" if a is None else "the candidate")
         return not_compared("model", f"no model structure recorded on {side} (trace older than schema v2, or no "
                                      "forward with grad before the first update)")
-    roots_a, roots_b = a.get("roots", []), b.get("roots", [])
+    roots_a, roots_b = a.get(MODEL_ROOTS, []), b.get(MODEL_ROOTS, [])
     changes: list[dict[str, Any]] = []
     if len(roots_a) != len(roots_b):
         changes.append({"kind": "root modules changed", "name": "(roots)",
-                        "baseline": [_short(r.get("class", "?")) for r in roots_a],
-                        "candidate": [_short(r.get("class", "?")) for r in roots_b]})
+                        "baseline": [_short(r.get(ROOT_CLASS, "?")) for r in roots_a],
+                        "candidate": [_short(r.get(ROOT_CLASS, "?")) for r in roots_b]})
     for ra, rb in zip(roots_a, roots_b):
         changes += _root_changes(ra, rb)
-    if sorted(map(repr, a.get("optimizer_only", []))) != sorted(map(repr, b.get("optimizer_only", []))):
+    only_a, only_b = a.get(MODEL_OPTIMIZER_ONLY, []), b.get(MODEL_OPTIMIZER_ONLY, [])
+    if sorted(map(repr, only_a)) != sorted(map(repr, only_b)):
         changes.append({"kind": "optimizer-only parameters changed", "name": "(outside the model)",
-                        "baseline": len(a.get("optimizer_only", [])), "candidate": len(b.get("optimizer_only", []))})
+                        "baseline": len(only_a), "candidate": len(only_b)})
     counts_a, counts_b = _counts(a), _counts(b)
     evidence: dict[str, Any] = {
         "strength": "structure (names, shapes, dtypes, requires_grad)",
-        "roots": {"baseline": [r.get("class") for r in roots_a], "candidate": [r.get("class") for r in roots_b]},
+        "roots": {"baseline": [r.get(ROOT_CLASS) for r in roots_a], "candidate": [r.get(ROOT_CLASS) for r in roots_b]},
         "parameters": {"baseline": counts_a, "candidate": counts_b},
     }
     if not changes:
         return Finding("model", schema.IDENTICAL, f"same module tree, parameter names, shapes, dtypes and frozen "
-                       f"parameters ({counts_a['params']:,} parameters, {counts_a['trainable']:,} trainable)", None, evidence)
+                       f"parameters ({counts_a[_COUNT_ALL]:,} parameters, {counts_a[_COUNT_TRAINABLE]:,} trainable)", None, evidence)
     evidence["changes"] = changes[:_SHOWN * 3]
     evidence["n_changes"] = len(changes)
-    delta = counts_b["params"] - counts_a["params"]
-    sized = f"; {counts_a['params']:,} -> {counts_b['params']:,} parameters ({delta:+,})" if delta else ""
+    delta = counts_b[_COUNT_ALL] - counts_a[_COUNT_ALL]
+    sized = f"; {counts_a[_COUNT_ALL]:,} -> {counts_b[_COUNT_ALL]:,} parameters ({delta:+,})" if delta else ""
     return Finding("model", schema.DIFFERENT, f"the model's structure differs: {_headline(changes)}{sized}", 0, evidence)

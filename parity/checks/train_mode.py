@@ -12,24 +12,28 @@ from typing import Any
 from parity.checks.base import Finding, not_compared
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import TrainingMode
+from parity.trace.schema import F_MODE, MODE_N_EVAL, MODE_TRAINING
 
 
 def _mode(step: dict[str, Any]) -> tuple | None:
-    mode = step.get(schema.F_MODE)
+    # Called for every step of both traces: reads the dict, no TrainingMode per step.
+    mode = step.get(F_MODE)
     if not isinstance(mode, dict):
         return None
-    return bool(mode.get("training")), int(mode.get("n_eval") or 0)
+    return bool(mode.get(MODE_TRAINING)), int(mode.get(MODE_N_EVAL) or 0)
 
 
-def _describe(mode: dict[str, Any] | None) -> str:
-    if not mode:
+def _describe(record: dict[str, Any] | None) -> str:
+    mode = TrainingMode.from_record(record)
+    if mode is None:
         return "not recorded"
-    if mode.get("training") and not mode.get("n_eval"):
+    if mode.training and not mode.n_eval:
         return "training mode"
-    names = ", ".join((mode.get("eval_modules") or [])[:4])
-    if not mode.get("training"):
-        return f"eval mode ({mode.get('n_eval', 0)} modules in eval{': ' + names if names else ''})"
-    return f"training mode with {mode.get('n_eval')} submodules in eval ({names})"
+    names = ", ".join(mode.eval_modules[:4])
+    if not mode.training:
+        return f"eval mode ({mode.n_eval} modules in eval{': ' + names if names else ''})"
+    return f"training mode with {mode.n_eval} submodules in eval ({names})"
 
 
 def check_train_mode(baseline: Trace, candidate: Trace) -> Finding:
@@ -43,10 +47,10 @@ def check_train_mode(baseline: Trace, candidate: Trace) -> Finding:
             continue
         compared += 1
         if ma != mb:
-            evidence = {"step": i, "baseline": a.get(schema.F_MODE), "candidate": b.get(schema.F_MODE)}
+            evidence = {"step": i, "baseline": a.get(F_MODE), "candidate": b.get(F_MODE)}
             return Finding("train_mode", schema.DIFFERENT,
-                           f"at the training forward of step {i} the model is in {_describe(a.get(schema.F_MODE))} in "
-                           f"the baseline, {_describe(b.get(schema.F_MODE))} in the candidate (dropout/batch-norm "
+                           f"at the training forward of step {i} the model is in {_describe(a.get(F_MODE))} in "
+                           f"the baseline, {_describe(b.get(F_MODE))} in the candidate (dropout/batch-norm "
                            "behave differently)", i, evidence)
     if not compared:
         return not_compared("train_mode", "no training-mode record on both sides (trace older than schema v2)")

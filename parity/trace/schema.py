@@ -130,6 +130,10 @@ SCHED_STATE = "state"
 #:   "n_params": int, "n_trainable": int}], "optimizer_only": [[shape, dtype, requires_grad], ...]}
 #:   taken at the first optimizer update from the root modules seen in grad-enabled forwards.
 META_MODEL = "model"
+#: Keys of META_MODEL and of each of its roots (rows are lists, positions as documented above).
+MODEL_ROOTS, MODEL_OPTIMIZER_ONLY = "roots", "optimizer_only"
+ROOT_CLASS, ROOT_MODULES, ROOT_PARAMS, ROOT_BUFFERS = "class", "modules", "params", "buffers"
+ROOT_N_PARAMS, ROOT_N_TRAINABLE = "n_params", "n_trainable"
 #: [{"class", "batch_size", "shuffle", "sampler", "batch_sampler", "num_workers", "drop_last",
 #:   "collate_fn", "pin_memory", "persistent_workers", "prefetch_factor", "timeout", "worker_init_fn",
 #:   "generator_seed", "dataset": {"class", "len", "raw": {"ordered", "set", "n"} | None,
@@ -138,6 +142,10 @@ META_MODEL = "model"
 #:   dataset (Subset, ConcatDataset) include the inner ones' under dotted names ("dataset.features",
 #:   "datasets.0.features"), and Subset's own "indices".
 META_DATALOADERS = "dataloaders"
+#: Keys of a META_DATALOADERS entry's dataset description, and of its `raw` digests.
+DL_DATASET = "dataset"
+DS_CLASS, DS_LEN, DS_RAW, DS_RAW_ERROR, DS_ATTRS = "class", "len", "raw", "raw_error", "attrs"
+RAW_ORDERED, RAW_SET, RAW_N = "ordered", "set", "n"
 #: {where: json value}: config dicts, dataclasses, namespaces, OmegaConf, TrainingArguments found in
 #:   the trainer's module globals and in the frames that create the optimizer. `where` is e.g.
 #:   "__main__.CONFIG" or "train_main:cfg".
@@ -148,6 +156,8 @@ META_CONFIG_OBJECTS = "config_objects"
 META_SOURCES = "sources"
 #: Keys of META_SOURCES.
 SRC_ROOT, SRC_GIT, SRC_FILES = "root", "git", "files"
+#: Keys of one file of META_SOURCES' `files`.
+FILE_MODULE, FILE_SHA, FILE_FUNCTIONS = "module", "sha", "functions"
 #: {"torch": digest, "numpy": digest, "python": digest} just before the first training batch is fetched.
 META_RNG_AT_FIRST_BATCH = "rng_at_first_batch"
 
