@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from parity.checks.base import Finding, Tolerance
 from parity.checks.causes import Cause, rank_causes
@@ -20,12 +20,17 @@ from parity.checks.params import check_params
 from parity.checks.step_order import check_step_order
 from parity.checks.train_mode import check_train_mode
 from parity.trace import schema
-from parity.exceptions import TraceError
+from parity.exceptions import ConfigError, TraceError
 from parity.trace.reader import Trace
+from parity.trace.records import TraceMeta
 
 #: Check names in report order; the JSON "checks" list follows it.
 CHECK_NAMES = ("config", "step_order", "model", "data", "train_mode", "loss", "grad_norm", "lr_schedule", "params",
                "optimizer_state")
+
+#: Checks that accept a Tolerance (keys of the `tolerances` mapping); the others compare exact bits or
+#: structure, where "close" has no meaning.
+TOLERANT_CHECKS = ("loss", "grad_norm", "lr_schedule")
 
 #: A candidate difference counts as noise when it stays within this multiple of the baseline's own spread.
 NOISE_MARGIN = 2.0
@@ -75,8 +80,28 @@ def _verdict(findings: list[Finding]) -> str:
     return schema.IDENTICAL
 
 
+def check_tolerances(tolerance: Tolerance = Tolerance(),
+                     tolerances: Mapping[str, Tolerance] | None = None) -> dict[str, Tolerance]:
+    """One Tolerance per check of TOLERANT_CHECKS: `tolerance` for loss, overridden by `tolerances`
+    entries; exact bits for the rest. Raises ConfigError naming an unknown check or a value that is not
+    a Tolerance."""
+    out = {name: Tolerance() for name in TOLERANT_CHECKS}
+    out["loss"] = tolerance
+    for name, value in (tolerances or {}).items():
+        if name not in TOLERANT_CHECKS:
+            raise ConfigError(f"tolerance for {name!r}: only {', '.join(TOLERANT_CHECKS)} accept a tolerance "
+                              "(the other checks compare exact bits or structure)")
+        if not isinstance(value, Tolerance):
+            raise ConfigError(f"tolerance for {name!r}: expected a Tolerance, got {type(value).__name__}")
+        out[name] = value
+    return out
+
+
 def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance(),
-               ignore_args: frozenset[str] = frozenset()) -> list[Finding]:
+               ignore_args: frozenset[str] = frozenset(),
+               tolerances: Mapping[str, Tolerance] | None = None) -> list[Finding]:
+    """Every check of CHECK_NAMES in order; tolerances as compare_traces takes them."""
+    limits = check_tolerances(tolerance, tolerances)
     da, db = baseline.header.get("digest"), candidate.header.get("digest")
     if da != db:
         raise TraceError(f"{candidate.path}: recorded with digest algorithm {db!r}, but {baseline.path} with {da!r}; "
@@ -87,9 +112,9 @@ def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
         check_model(baseline, candidate),
         check_data(baseline, candidate),
         check_train_mode(baseline, candidate),
-        check_loss(baseline, candidate, tolerance),
-        check_grad_norm(baseline, candidate),
-        check_lr_schedule(baseline, candidate),
+        check_loss(baseline, candidate, limits["loss"]),
+        check_grad_norm(baseline, candidate, limits["grad_norm"]),
+        check_lr_schedule(baseline, candidate, limits["lr_schedule"]),
         check_params(baseline, candidate),
         check_optimizer_state(baseline, candidate),
     ]
@@ -118,7 +143,7 @@ def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: 
     """Reclassify candidate differences that the baseline also shows against itself."""
     self_by_name = {f.name: f for f in floor}
     noise_rel = self_by_name["loss"].evidence.get("max_rel", 0.0)
-    ops = baseline.meta.get("nondeterministic_ops") or []
+    ops = TraceMeta.of(baseline).nondeterministic_ops
     info = {"deterministic": _verdict(floor) == schema.IDENTICAL, "loss_max_rel": noise_rel,
             "margin": NOISE_MARGIN, "nondeterministic_ops": ops,
             "channels": {f.name: f.first_divergent_step for f in floor if f.status == schema.DIFFERENT}}
@@ -141,9 +166,19 @@ def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: 
 
 
 def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = Tolerance(),
-                   baseline_repeat: Trace | None = None, ignore_args: frozenset[str] = frozenset()) -> Comparison:
-    """Compare two traces; with `baseline_repeat`, judge differences against the baseline's noise floor."""
-    findings = run_checks(baseline, candidate, tolerance, ignore_args)
+                   baseline_repeat: Trace | None = None, ignore_args: frozenset[str] = frozenset(),
+                   tolerances: Mapping[str, Tolerance] | None = None) -> Comparison:
+    """Compare two traces; with `baseline_repeat`, judge differences against the baseline's noise floor.
+
+    Tolerances, per check: `tolerances` maps a check name of TOLERANT_CHECKS ("loss", "grad_norm",
+    "lr_schedule") to a Tolerance, e.g. ``{"loss": Tolerance(ulps=4), "grad_norm": Tolerance(rel=1e-5)}``
+    (a pair file's `[tolerance]` table maps onto it). `tolerance` is the loss tolerance, kept for callers
+    that predate the mapping; a "loss" entry in `tolerances` overrides it. A check without an entry
+    compares exact bits. Within its tolerance a check says EQUIVALENT and its evidence states the
+    tolerance and the largest difference observed; an unknown check name raises ConfigError. The noise
+    floor (`baseline_repeat` against the baseline) is always measured exactly.
+    """
+    findings = run_checks(baseline, candidate, tolerance, ignore_args, tolerances)
     noise = None
     if baseline_repeat is not None:
         noise = _apply_noise_floor(findings, run_checks(baseline, baseline_repeat, ignore_args=ignore_args), baseline)
@@ -152,6 +187,6 @@ def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = 
     verdict = _verdict(findings)
     causes = rank_causes({f.name: f for f in findings}, verdict, divergence, code)
     sides = {name: {"path": str(t.path), "steps": len(t.steps), "ended": t.ended_how,
-                    "git": t.header.get("meta", {}).get("git"), "argv": t.header.get("meta", {}).get("argv")}
+                    "git": TraceMeta.of(t).run.get(schema.RUN_GIT), "argv": TraceMeta.of(t).argv}
              for name, t in (("baseline", baseline), ("candidate", candidate))}
     return Comparison(verdict, findings, divergence, noise, sides, causes, code)
