@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from parity.exceptions import GoldenError
+from parity.trace import schema
 
-# Header meta keys this module reads. `run_metadata` (parity/capture/metadata.py) writes "device",
-# "torch", "cuda", "platform" and "numerics" today; the three below are what `read_environment_facts`
+# Header meta keys this module reads. `run_metadata` (parity/capture/metadata.py) writes the RUN_* keys
+# of the schema (device, torch, cuda, platform, numerics) today; the three below are what `read_environment_facts`
 # returns for it to add. A header without them gets an id and a provenance without them, never a
 # guess from the machine that happens to read the trace.
 META_MACHINE = "machine"
@@ -49,7 +50,7 @@ def _slug(text: str) -> str:
 
 def cpu_arch(header_meta: dict[str, Any]) -> str | None:
     """The CPU architecture: the header's `machine`, else the one named in its `platform` string, else None."""
-    for text in (header_meta.get(META_MACHINE), header_meta.get("platform")):
+    for text in (header_meta.get(META_MACHINE), header_meta.get(schema.RUN_PLATFORM)):
         match = _ARCH_TOKEN.search(str(text).lower()) if text else None
         if match:
             return _ARCHES[match.group(1)]
@@ -57,7 +58,7 @@ def cpu_arch(header_meta: dict[str, Any]) -> str | None:
 
 
 def _threads(header_meta: dict[str, Any]) -> int | None:
-    numerics = header_meta.get("numerics")
+    numerics = header_meta.get(schema.RUN_NUMERICS)
     threads = numerics.get("num_threads") if isinstance(numerics, dict) else None
     return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
 
@@ -73,7 +74,7 @@ def environment_id(header_meta: dict[str, Any]) -> str:
     """
     if not isinstance(header_meta, dict):
         raise GoldenError(f"trace header meta: expected an object, got {type(header_meta).__name__}")
-    device, torch_version = header_meta.get("device"), _major_minor(header_meta.get("torch"))
+    device, torch_version = header_meta.get(schema.RUN_DEVICE), _major_minor(header_meta.get(schema.RUN_TORCH))
     if not isinstance(device, str) or not device or torch_version is None:
         missing = "device" if not isinstance(device, str) or not device else "torch"
         raise GoldenError(f"trace header meta: no {missing!r}; cannot name the environment (re-record with this parity)")
@@ -84,7 +85,7 @@ def environment_id(header_meta: dict[str, Any]) -> str:
         threads = _threads(header_meta)
         parts.append(f"threads{threads}" if threads is not None else None)
     else:
-        cuda = _major_minor(header_meta.get("cuda"))
+        cuda = _major_minor(header_meta.get(schema.RUN_CUDA))
         name = re.sub(r"^nvidia[\s-]+", "", device.strip(), flags=re.IGNORECASE)
         cudnn = header_meta.get(META_CUDNN)
         parts = ["cuda" if cuda else "gpu", _slug(name), f"torch{torch_version}", f"cuda{cuda}" if cuda else None,
@@ -143,16 +144,17 @@ ENVIRONMENT_FIELDS = tuple(f.name for f in fields(Provenance) if f.name not in _
 def provenance_from_header(header: dict[str, Any], *, pair_file_hash: str | None = None,
                            code_revision: str | None = None, date: str | None = None) -> Provenance:
     """The provenance of the run whose trace starts with `header`; `date` defaults to now (UTC)."""
-    meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
-    numerics = meta.get("numerics") if isinstance(meta.get("numerics"), dict) else {}
-    deterministic = {"parity": header.get("deterministic"),
+    meta = header.get(schema.H_RUN) if isinstance(header.get(schema.H_RUN), dict) else {}
+    numerics = meta.get(schema.RUN_NUMERICS) if isinstance(meta.get(schema.RUN_NUMERICS), dict) else {}
+    deterministic = {"parity": header.get(schema.H_DETERMINISTIC),
                      "deterministic_algorithms": numerics.get("deterministic_algorithms"),
                      "cudnn.deterministic": numerics.get("cudnn.deterministic"),
                      "cudnn.benchmark": numerics.get("cudnn.benchmark")}
     return Provenance(
-        torch=meta.get("torch"), cuda=meta.get("cuda"), cudnn=meta.get(META_CUDNN), device=meta.get("device"),
+        torch=meta.get(schema.RUN_TORCH), cuda=meta.get(schema.RUN_CUDA), cudnn=meta.get(META_CUDNN),
+        device=meta.get(schema.RUN_DEVICE),
         cpu_arch=cpu_arch(meta), cpu_capability=meta.get(META_CPU_CAPABILITY), threads=_threads(meta),
-        deterministic=deterministic, trace_schema=header.get("version"), digest=header.get("digest"),
+        deterministic=deterministic, trace_schema=header.get(schema.H_VERSION), digest=header.get(schema.H_DIGEST),
         pair_file_hash=pair_file_hash, code_revision=code_revision,
         date=date or datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

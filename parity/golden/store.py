@@ -39,21 +39,21 @@ LOCK_FILE = ".lock"
 #: Step fields a golden leaves out: timings and memory vary run to run and no check compares them; RNG
 #: digests serve resume checks and audits, never a gate. Everything else (including fields a later
 #: schema adds) is kept, so the checks see what they would see in the recorded trace.
-_NOT_STORED_STEP_FIELDS = frozenset({"wall_ms", "peak_mem_bytes", "rng"})
+_NOT_STORED_STEP_FIELDS = frozenset({schema.F_WALL_MS, schema.F_PEAK_MEM, schema.F_RNG})
 #: Facts of the recording process that change on every save and that no check reads; left out so that
 #: saving an unchanged baseline again rewrites identical bytes.
-_NOT_STORED_HEADER_FIELDS = frozenset({"pid"})
-_NOT_STORED_HEADER_META = frozenset({"load", "hostname"})
-_NOT_STORED_END_FIELDS = frozenset({"load"})
+_NOT_STORED_HEADER_FIELDS = frozenset({schema.H_PID})
+_NOT_STORED_HEADER_META = frozenset({schema.RUN_LOAD, schema.RUN_HOSTNAME})
+_NOT_STORED_END_FIELDS = frozenset({schema.E_LOAD})
 
 
 def golden_records(trace: Trace) -> list[dict[str, Any]]:
     """The records a golden stores for `trace`, in trace order: header, meta, steps, end."""
     header = {k: v for k, v in trace.header.items() if k not in _NOT_STORED_HEADER_FIELDS}
-    if isinstance(header.get("meta"), dict):
-        header["meta"] = {k: v for k, v in header["meta"].items() if k not in _NOT_STORED_HEADER_META}
+    if isinstance(header.get(schema.H_RUN), dict):
+        header[schema.H_RUN] = {k: v for k, v in header[schema.H_RUN].items() if k not in _NOT_STORED_HEADER_META}
     records = [header]
-    records += [{"type": schema.META, "key": key, "value": value} for key, value in trace.meta.items()]
+    records += [{schema.F_TYPE: schema.META, schema.M_KEY: key, schema.M_VALUE: value} for key, value in trace.meta.items()]
     records += [_without_derived_values({k: v for k, v in step.items() if k not in _NOT_STORED_STEP_FIELDS})
                 for step in trace.steps]
     if trace.end is not None:
@@ -125,7 +125,7 @@ def save_golden(trace_or_run_dir: Trace | Run | str | os.PathLike, directory: st
     """
     trace = _primary_trace(trace_or_run_dir)
     pair_dir = Path(directory) / _path_component(pair_name, "pair name")
-    env = environment_id(trace.header.get("meta") or {})
+    env = environment_id(trace.header.get(schema.H_RUN) or {})
     env_dir = pair_dir / env
     text = "".join(encode_record(r) + "\n" for r in golden_records(trace))
     # xz, not gzip: digests are incompressible, and on them xz's range coder keeps a 10,000-step golden
@@ -226,7 +226,7 @@ _UNPACK = {"float64": ("<Q", "<d", 16), "float32": ("<I", "<f", 8), "float16": (
 
 def _value_from_bits(scalar: dict[str, Any]) -> Any:
     """The value `float_bits` writes for these bits and dtype, or a sentinel when this dtype is not decoded here."""
-    bits, dtype = scalar.get("bits"), scalar.get("dtype")
+    bits, dtype = scalar.get(schema.S_BITS), scalar.get(schema.S_DTYPE)
     if dtype == "bfloat16" and isinstance(bits, str) and len(bits) == 4:
         bits, dtype = bits + "0000", "float32"  # bfloat16 is the upper half of a float32
     if dtype not in _UNPACK or not isinstance(bits, str) or len(bits) != _UNPACK[dtype][2]:
@@ -237,9 +237,9 @@ def _value_from_bits(scalar: dict[str, Any]) -> Any:
     except (ValueError, struct.error):
         return _UNDECODED
     if value != value:
-        return "nan"
+        return schema.V_NAN
     if value in (float("inf"), float("-inf")):
-        return "inf" if value > 0 else "-inf"
+        return schema.V_INF if value > 0 else schema.V_NEG_INF
     return value
 
 
@@ -249,21 +249,21 @@ _UNDECODED = object()
 def _scalars(step: dict[str, Any]) -> list[dict[str, Any]]:
     """Every recorded scalar of a step: losses, their GradScaler scales, the gradient norm."""
     found = []
-    for scalar in [*(step.get("losses") or []), step.get("grad_norm")]:
+    for scalar in [*(step.get(schema.F_LOSSES) or []), step.get(schema.F_GRAD_NORM)]:
         if isinstance(scalar, dict):
             found.append(scalar)
-            if isinstance(scalar.get("scale"), dict):
-                found.append(scalar["scale"])
+            if isinstance(scalar.get(schema.S_SCALE), dict):
+                found.append(scalar[schema.S_SCALE])
     return found
 
 
 def _without_derived_values(step: dict[str, Any]) -> dict[str, Any]:
     """`step` with each scalar's value left out where the bits give it back exactly (copies what it changes)."""
     step = {**step}
-    if isinstance(step.get("losses"), list):
-        step["losses"] = [_drop_value(s) for s in step["losses"]]
-    if isinstance(step.get("grad_norm"), dict):
-        step["grad_norm"] = _drop_value(step["grad_norm"])
+    if isinstance(step.get(schema.F_LOSSES), list):
+        step[schema.F_LOSSES] = [_drop_value(s) for s in step[schema.F_LOSSES]]
+    if isinstance(step.get(schema.F_GRAD_NORM), dict):
+        step[schema.F_GRAD_NORM] = _drop_value(step[schema.F_GRAD_NORM])
     return step
 
 
@@ -271,12 +271,12 @@ def _drop_value(scalar: Any) -> Any:
     if not isinstance(scalar, dict):
         return scalar
     scalar = {**scalar}
-    if isinstance(scalar.get("scale"), dict):
-        scalar["scale"] = _drop_value(scalar["scale"])
-    value, derived = scalar.get("value"), _value_from_bits(scalar)
+    if isinstance(scalar.get(schema.S_SCALE), dict):
+        scalar[schema.S_SCALE] = _drop_value(scalar[schema.S_SCALE])
+    value, derived = scalar.get(schema.S_VALUE), _value_from_bits(scalar)
     # Compared as encoded JSON: 0.0 and -0.0, 1 and 1.0 are equal numbers but different records.
-    if "value" in scalar and derived is not _UNDECODED and json.dumps(derived) == json.dumps(value):
-        del scalar["value"]
+    if schema.S_VALUE in scalar and derived is not _UNDECODED and json.dumps(derived) == json.dumps(value):
+        del scalar[schema.S_VALUE]
     return scalar
 
 
@@ -290,10 +290,10 @@ def _with_derived_values(text: str, path: Path) -> str:
             step = json.loads(line)
         except json.JSONDecodeError:
             continue  # the reader names the line
-        if not isinstance(step, dict) or step.get("type") != schema.STEP:
+        if not isinstance(step, dict) or step.get(schema.F_TYPE) != schema.STEP:
             continue
         for scalar in _scalars(step):
-            if "value" not in scalar and (value := _value_from_bits(scalar)) is not _UNDECODED:
-                scalar["value"] = value
+            if schema.S_VALUE not in scalar and (value := _value_from_bits(scalar)) is not _UNDECODED:
+                scalar[schema.S_VALUE] = value
         lines[index] = encode_record(step)
     return "\n".join(lines)
