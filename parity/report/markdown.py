@@ -14,10 +14,13 @@ from parity.checks.compare import Comparison
 from parity.report.plots import write_plots
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import StepView, TraceMeta
 
 _ICON = {schema.IDENTICAL: "✅", schema.EQUIVALENT: "🟰", schema.DIFFERENT: "❌", schema.NOT_COMPARED: "➖"}
 _MAX_CONFIG_ROWS = 12
 _ABSENT = (None, "(absent)")
+#: Where command-line settings sit in a config change's deepdiff path (run_config's argparse section).
+_ARGS_PATH = f"root['{schema.META_ARGPARSE}']"
 _TITLES = {"config": "Configuration", "step_order": "Loop order", "model": "Model structure", "data": "Data (batches)",
            "train_mode": "Training mode", "loss": "Loss",
            "grad_norm": "Gradient norm and clipping", "lr_schedule": "Learning-rate schedule",
@@ -46,16 +49,18 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _commit(trace: Trace) -> str:
     """The trainer source's revision as a noun phrase for a sentence: "commit 1a2b3c4d5e (dirty)" or "outside git"."""
-    git = trace.header.get("meta", {}).get("git") or {}
-    if not git.get("commit"):
+    meta = TraceMeta.of(trace)
+    if not meta.commit:
         return "outside git"
-    return f"commit {git['commit'][:10]}{' (dirty)' if git.get('dirty') else ''}"
+    return f"commit {meta.commit[:10]}{' (dirty)' if meta.dirty else ''}"
 
 
 def _final_loss(trace: Trace) -> str:
-    for s in reversed(trace.steps):
-        if s.get("losses"):
-            return f"{s['losses'][0]['value']} at step {s['step']}"
+    for record in reversed(trace.steps):
+        step = StepView(record)
+        loss = step.first_loss
+        if loss is not None:
+            return f"{loss.value} at step {step.index}"
     return "none recorded"
 
 
@@ -134,7 +139,7 @@ def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
     config_changes = c.finding("config").evidence.get("changes", [])
     # Only values both sides set count as "give the candidate the baseline's value"; an option that
     # exists on one side only (or is None: unset) cannot be copied across.
-    arg_changes = [ch for ch in config_changes if ch["path"].startswith("root['argparse']")
+    arg_changes = [ch for ch in config_changes if ch["path"].startswith(_ARGS_PATH)
                    and ch.get("baseline", "(absent)") not in _ABSENT and ch.get("candidate", "(absent)") not in _ABSENT]
     if c.verdict == schema.IDENTICAL:
         out.append(f"The candidate reproduces the baseline bit for bit over {min(len(ctx.baseline.steps), len(ctx.candidate.steps))} "
@@ -158,12 +163,12 @@ def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
             settings = "; ".join(f"`{ch['path'].replace('root', '')}` = {ch.get('baseline', '(absent)')!r} in the baseline, "
                                  f"{ch.get('candidate', '(absent)')!r} in the candidate" for ch in arg_changes)
             out.append(f"To reproduce the baseline exactly, start by giving the candidate the baseline's arguments: {settings}.")
-        one_sided = [ch for ch in config_changes if ch["path"].startswith("root['argparse']") and ch not in arg_changes
+        one_sided = [ch for ch in config_changes if ch["path"].startswith(_ARGS_PATH) and ch not in arg_changes
                      and (ch.get("baseline") is not None or ch.get("candidate") is not None)]
         if one_sided:
             out.append("Options that exist on one side only (the candidate's replacement flags need their own neutral "
                        "value): " + "; ".join(_one_sided(ch) for ch in one_sided[:8]) + ".")
-        other = [ch for ch in config_changes if not ch["path"].startswith("root['argparse']")]
+        other = [ch for ch in config_changes if not ch["path"].startswith(_ARGS_PATH)]
         if other:
             out.append("Settings that differ outside the command line (hard-coded in the trainer or its environment): "
                        + "; ".join(f"`{ch['path'].replace('root', '')}` {ch.get('baseline', '(absent)')!r} -> "
@@ -171,28 +176,31 @@ def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
     for trace, label in ((ctx.baseline, ctx.labels[0]), (ctx.candidate, ctx.labels[1])):
         if not trace.complete:
             out.append(f"The {label} trace is {trace.ended_how}; only its recorded steps were compared.")
-        if trace.meta.get("capture_error"):
-            out.append(f"Capture reported an internal error in the {label} run ({trace.meta['capture_error']['where']}); "
+        error = TraceMeta.of(trace).capture_error
+        if error:
+            out.append(f"Capture reported an internal error in the {label} run ({error.get('where')}); "
                        "fields recorded after it may be missing.")
     return out
 
 
 def _one_sided(change: dict[str, Any]) -> str:
     side = "baseline" if "baseline" in change else "candidate"
-    name = change["path"].replace("root['argparse']", "")
+    name = change["path"].replace(_ARGS_PATH, "")
     return f"`{name}` = {change[side]!r} ({side} only)"
 
 
 def _environment(ctx: ReportContext) -> list[dict[str, Any]]:
     rows = []
-    ma, mb = ctx.baseline.header.get("meta", {}), ctx.candidate.header.get("meta", {})
-    for key in ("python", "torch", "cuda", "device", "hostname", "cpus"):
+    meta_a, meta_b = TraceMeta.of(ctx.baseline), TraceMeta.of(ctx.candidate)
+    ma, mb = meta_a.run, meta_b.run
+    for key in (schema.RUN_PYTHON, schema.RUN_TORCH, schema.RUN_CUDA, schema.RUN_DEVICE, schema.RUN_HOSTNAME,
+                schema.RUN_CPUS):
         rows.append({"": key, ctx.labels[0]: ma.get(key), ctx.labels[1]: mb.get(key)})
     rows.append({"": "trainer source", ctx.labels[0]: _commit(ctx.baseline), ctx.labels[1]: _commit(ctx.candidate)})
-    for key in ("seed", "deterministic", "level"):
+    for key in (schema.H_SEED, schema.H_DETERMINISTIC, schema.H_LEVEL):
         rows.append({"": f"parity {key}", ctx.labels[0]: ctx.baseline.header.get(key), ctx.labels[1]: ctx.candidate.header.get(key)})
-    for key in sorted(ma.get("numerics", {})):
-        rows.append({"": key, ctx.labels[0]: ma["numerics"].get(key), ctx.labels[1]: mb.get("numerics", {}).get(key)})
+    for key in sorted(meta_a.numerics):
+        rows.append({"": key, ctx.labels[0]: meta_a.numerics.get(key), ctx.labels[1]: meta_b.numerics.get(key)})
     rows.append({"": "steps recorded", ctx.labels[0]: len(ctx.baseline.steps), ctx.labels[1]: len(ctx.candidate.steps)})
     return rows
 
@@ -210,21 +218,21 @@ def _performance(ctx: ReportContext) -> list[dict[str, Any]]:
     rows = []
     loaded = []
     for trace, label in ((ctx.baseline, ctx.labels[0]), (ctx.candidate, ctx.labels[1])):
-        walls = sorted(s["wall_ms"] for s in trace.steps[1:] if s.get("wall_ms"))
+        walls = sorted(s[schema.F_WALL_MS] for s in trace.steps[1:] if s.get(schema.F_WALL_MS))
         median = walls[len(walls) // 2] if walls else None
-        peak = max((s.get("peak_mem_bytes") or 0 for s in trace.steps), default=0)
-        ops = trace.meta.get("nondeterministic_ops") or []
-        meta = trace.header.get("meta", {})
-        cpus = meta.get("cpus")
-        start, end = _one_minute_load(meta.get("load")), _one_minute_load((trace.end or {}).get("load"))
+        peak = max((s.get(schema.F_PEAK_MEM) or 0 for s in trace.steps), default=0)
+        meta = TraceMeta.of(trace)
+        ops = meta.nondeterministic_ops
+        cpus = meta.cpus
+        start, end = _one_minute_load(meta.load_at_start), _one_minute_load(meta.load_at_end)
         busy = [v for v in (start, end) if v is not None and cpus and v > LOADED_FRACTION * cpus]
         if busy:
             loaded.append(f"{label} (1-min load {max(busy):g} on {cpus} CPUs)")
         rows.append({"side": label, "steps": len(trace.steps), "median step (ms)": round(median, 2) if median else "n/a",
-                     "peak memory (MiB)": round(peak / 2**20, 1), "device": meta.get("device"),
+                     "peak memory (MiB)": round(peak / 2**20, 1), "device": meta.device,
                      "CPUs": cpus if cpus else "not recorded",
                      "1-min load, start / end": f"{_load_text(start)} / {_load_text(end)}",
-                     "ops without a deterministic kernel": ", ".join(ops) if trace.header.get("deterministic") else "(not in deterministic mode)"})
+                     "ops without a deterministic kernel": ", ".join(ops) if meta.deterministic else "(not in deterministic mode)"})
     note = ("not a speed claim: the two sides ran separately, not interleaved, so their step times differ with "
             "whatever else the machine did")
     if loaded:
@@ -298,7 +306,7 @@ def _without_machine_paths(text: str, ctx: ReportContext) -> str:
 
 def _revision(trace: Trace) -> str:
     """Where the run's code stood, worded for the heading: "at <commit>", or why there is none in brackets."""
-    in_git = bool(trace.header.get("meta", {}).get("git"))
+    in_git = bool(TraceMeta.of(trace).git)
     return f"at {_commit(trace)}" if in_git else f"({_commit(trace)})"
 
 

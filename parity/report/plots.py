@@ -5,18 +5,23 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from parity.checks.base import as_float
 from parity.report.render import write_atomic
 from parity.trace.reader import Trace
+from parity.trace.records import StepView
 
 
-def _series(trace: Trace, field: str) -> tuple[list[int], list[float]]:
+def _series(trace: Trace, kind: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the first loss ("loss") or group 0's learning rate ("lr"), where recorded."""
     xs, ys = [], []
-    for s in trace.steps:
-        if field == "loss" and s.get("losses"):
-            xs.append(s["step"]); ys.append(as_float(s["losses"][0]["value"]))
-        elif field == "lr" and s.get("groups"):
-            xs.append(s["step"]); ys.append(as_float(s["groups"][0]["lr"]))
+    for record in trace.steps:
+        step = StepView(record)
+        if kind == "loss":
+            loss = step.first_loss
+            value = None if loss is None else loss.as_float()
+        else:
+            value = step.lr
+        if value is not None:
+            xs.append(step.index); ys.append(value)
     return xs, ys
 
 
