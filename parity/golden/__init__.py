@@ -11,6 +11,7 @@ Public API (the session facade calls these; nothing here records or runs a train
 from parity.golden.envid import (Provenance, environment_id, provenance_from_header, provenance_mismatches,
                                  read_environment_facts)
 from parity.golden.store import list_environments, load_golden, save_golden
+from parity.golden.summary import golden_change_summary
 
-__all__ = ["Provenance", "environment_id", "list_environments", "load_golden", "provenance_from_header",
+__all__ = ["Provenance", "environment_id", "golden_change_summary", "list_environments", "load_golden", "provenance_from_header",
            "provenance_mismatches", "read_environment_facts", "save_golden"]
