@@ -11,61 +11,41 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from parity.checks.base import as_float, rel_diff
 from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
-from parity.pairs import Pair, Side, tomllib
+from parity.pairs import Metrics, Pair, Side, Toggle
+from parity.results import AblationResult, ToggleResult
 from parity.sides import record_side
 from parity.trace.reader import Trace, load_run
 
 
-@dataclass(frozen=True)
-class Toggle:
-    """One named difference: the arguments that spell it on each side."""
-
-    name: str
-    baseline: list[str]
-    candidate: list[str]
-
-
-@dataclass
-class Metrics:
-    """Optional per-run metrics file written by the trainer (JSON lines); the last value of each key counts."""
-
-    file: str
-    keys: list[str]
-
-    def read(self, run_dir: Path) -> dict[str, float | None]:
-        path = Path(self.file.format(out=run_dir.resolve()))
-        values: dict[str, float | None] = {k: None for k in self.keys}
-        if not path.is_file():
-            return values
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            for k in self.keys:
-                if isinstance(record, dict) and isinstance(record.get(k), (int, float)):
-                    values[k] = float(record[k])
+def read_metrics(metrics: Metrics, run_dir: Path) -> dict[str, float | None]:
+    """The last value of each of `metrics.keys` in the JSON-lines file a run wrote (None when absent)."""
+    path = Path(metrics.file.format(out=run_dir.resolve()))
+    values: dict[str, float | None] = {k: None for k in metrics.keys}
+    if not path.is_file():
         return values
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        for k in metrics.keys:
+            if isinstance(record, dict) and isinstance(record.get(k), (int, float)):
+                values[k] = float(record[k])
+    return values
 
 
-def load_toggles(pair: Pair) -> tuple[list[Toggle], Metrics | None]:
-    data = tomllib.loads(pair.path.read_text())
-    toggles = []
-    for i, t in enumerate(data.get("toggle", [])):
-        if not {"name", "baseline", "candidate"} <= set(t):
-            raise ConfigError(f"{pair.path}: [[toggle]] #{i + 1} needs name, baseline and candidate (argument lists)")
-        toggles.append(Toggle(t["name"], [str(a) for a in t["baseline"]], [str(a) for a in t["candidate"]]))
-    if not toggles:
+def load_toggles(pair: Pair) -> tuple[tuple[Toggle, ...], Metrics | None]:
+    """The pair's toggles and metrics file; ConfigError when it declares no toggle."""
+    if not pair.toggles:
         raise ConfigError(f"{pair.path}: no [[toggle]] tables; list each difference with the arguments that spell it")
-    m = data.get("metrics")
-    return toggles, (Metrics(m["file"], list(m.get("keys", []))) if m else None)
+    return pair.toggles, pair.metrics
 
 
 def stability(trace: Trace) -> dict[str, Any]:
@@ -85,64 +65,26 @@ def final_loss(trace: Trace, tail: float = 0.1) -> float | None:
     return sum(losses[-n:]) / n
 
 
-@dataclass
-class ToggleResult:
-    toggle: Toggle
-    applied: Comparison
-    reverted: Comparison
-    applied_effect: float | None
-    reverted_effect: float | None
-    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    stability: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        def side(c: Comparison, effect: float | None) -> dict[str, Any]:
-            fd = c.first_divergence or {}
-            return {"status": c.verdict, "first_divergent_step": fd.get("step"), "channel": fd.get("channel"),
-                    "final_loss_rel_change": effect}
-        return {"name": self.toggle.name, "baseline_args": self.toggle.baseline, "candidate_args": self.toggle.candidate,
-                "applied_to_baseline": side(self.applied, self.applied_effect),
-                "reverted_on_candidate": side(self.reverted, self.reverted_effect), "metrics": self.metrics,
-                "stability_applied": self.stability}
-
-
-@dataclass
-class AblationResult:
-    pair: Pair
-    baseline: Comparison
-    noise_floor: float | None
-    toggles: list[ToggleResult]
-    finals: dict[str, float | None]
-    metrics: dict[str, dict[str, float | None]]
-    stability: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"pair": self.pair.name, "baseline_vs_candidate": self.baseline.verdict,
-                "first_divergence": self.baseline.first_divergence, "noise_floor_final_loss_rel": self.noise_floor,
-                "final_loss": self.finals, "metrics": self.metrics, "stability": self.stability,
-                "toggles": [t.to_json() for t in self.toggles]}
-
-
 def _with_args(side: Side, extra: list[str], label: str) -> Side:
-    return replace(side, name=label, command=[*side.command, *extra])
+    return replace(side, name=label, command=(*side.command, *extra))
 
 
 def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str = "cpu", jobs: int = 2,
            progress: bool = True) -> AblationResult:
     """Record every run the ablation needs (in parallel, cached) and compare each with its counterpart."""
     toggles, metrics = load_toggles(pair)
+    baseline, candidate = pair.sides()
     root = Path(runs_dir) / pair.name / "ablate"
     cache = Path(runs_dir) / ".cache"
-    plan: dict[str, tuple[Side, str]] = {"baseline": (pair.baseline, ""), "candidate": (pair.candidate, ""),
-                                         "baseline-repeat": (pair.baseline, "repeat")}
+    plan: dict[str, tuple[Side, str]] = {"baseline": (baseline, ""), "candidate": (candidate, ""),
+                                         "baseline-repeat": (baseline, "repeat")}
     for t in toggles:
-        plan[f"apply-{t.name}"] = (_with_args(pair.baseline, t.candidate, f"baseline + {t.name}"), "")
-        plan[f"revert-{t.name}"] = (_with_args(pair.candidate, t.baseline, f"candidate - {t.name}"), "")
+        plan[f"apply-{t.name}"] = (_with_args(baseline, t.candidate, f"baseline + {t.name}"), "")
+        plan[f"revert-{t.name}"] = (_with_args(candidate, t.baseline, f"candidate - {t.name}"), "")
 
     def run(label: str) -> tuple[str, Trace]:
         side, salt = plan[label]
-        budget = steps or side.steps.get(device, 20)
-        record_side(side, root / label, steps=budget, device=device, cache_dir=cache, salt=salt, label=label)
+        record_side(side, root / label, steps=side.budget(device, steps), device=device, cache_dir=cache, salt=salt, label=label)
         return label, load_run(root / label).primary
 
     traces: dict[str, Trace] = {}
@@ -157,7 +99,7 @@ def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str 
     noise = None
     if finals["baseline"] is not None and finals["baseline-repeat"] is not None:
         noise = rel_diff(finals["baseline"], finals["baseline-repeat"])
-    run_metrics = {k: metrics.read(root / k) for k in plan} if metrics else {}
+    run_metrics = {k: read_metrics(metrics, root / k) for k in plan} if metrics else {}
     results = []
     for t in toggles:
         a, r = f"apply-{t.name}", f"revert-{t.name}"

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from parity import session
 from parity.checks.base import Tolerance
 from parity.exceptions import ConfigError, ParityError
+from parity.pairs import parse_tolerance_value
 from parity.report.render import check_output_file, emit, to_json_text
+from parity.results import ReportResult
 from parity.trace import schema
 from parity.trace.reader import load_run
 
@@ -32,18 +32,9 @@ def parse_tolerance(text: str) -> Tolerance:
     if field != "loss" or not value:
         raise argparse.ArgumentTypeError(f"{text!r}: write loss:REL, loss:N%, loss:Nulp or loss:bits")
     try:
-        if value == "bits":
-            return Tolerance()
-        if value.endswith("ulp"):
-            ulps, rel = int(value[:-3]), 0.0
-        else:
-            ulps, rel = 0, float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number, N%, Nulp or bits") from None
-    # float() accepts "nan", "inf" and overflows "1e400" to inf: a tolerance that admits every loss.
-    if not math.isfinite(rel) or rel < 0 or ulps < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the tolerance must be a finite number >= 0 (loss:0 means exact)")
-    return Tolerance(rel=rel, ulps=ulps)
+        return parse_tolerance_value(value)  # the syntax a pair file's [tolerance] uses too
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -107,10 +98,15 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
                    help="write here atomically instead of stdout ('-' = stdout); markdown puts its PNG plots beside it")
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=_positive_int, help="step budget for runnable sides (default: the pair file's)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for runnable sides (default: cpu)")
-    p.add_argument("--runs-dir", default="runs", help="where recorded runs are kept (default: runs/)")
+def add_run_options(addoption: Callable[..., Any], prefix: str = "", *, runs_dir: str = "runs", steps: bool = True) -> None:
+    """How pair sides run: `--steps`, `--device`, `--runs-dir` here, `--parity-steps` ... under pytest.
+
+    `addoption` is `ArgumentParser.add_argument` or pytest's `addoption`; the pytest plugin keeps its
+    runs under runs/pytest, apart from the command line's."""
+    if steps:
+        addoption(f"--{prefix}steps", type=_positive_int, help="step budget for runnable sides (default: the pair file's)")
+    addoption(f"--{prefix}device", choices=("cpu", "cuda"), default="cpu", help="device for runnable sides (default: cpu)")
+    addoption(f"--{prefix}runs-dir", default=runs_dir, help=f"where recorded runs are kept (default: {runs_dir}/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", help="run directory (or trace file) of the reference run")
     p.add_argument("candidate", help="run directory (or trace file) of the modified run")
     p.add_argument("--repeat", metavar="DIR", help="a second recording of the baseline: measure its noise floor")
-    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help=TOLERANCE_HELP)
+    p.add_argument("--tolerance", type=parse_tolerance, help=TOLERANCE_HELP + " (default: the pair file's, else exact)")
     p.add_argument("--rank", type=_non_negative_int, default=0, help="which rank's trace to compare (default 0)")
     p.add_argument("--ignore-arg", action="append", default=[], help="argparse value to leave out of the config diff")
     add_output_options(p)
@@ -149,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", nargs="?", const=True, default=None, metavar="DIR",
                    help="noise floor of the baseline: with --pair or --command, `--repeat` records the baseline twice; "
                         "with run directories, `--repeat DIR` names a second recording of the baseline")
-    p.add_argument("--tolerance", type=parse_tolerance, default=Tolerance(), help=TOLERANCE_HELP)
-    add_run_options(p)
+    p.add_argument("--tolerance", type=parse_tolerance, help=TOLERANCE_HELP + " (default: the pair file's, else exact)")
+    add_run_options(p.add_argument)
     add_output_options(p)
 
     p = sub.add_parser("gate", help="fail (exit 1) when findings differ from what the pair file expects",
                        formatter_class=fmt, epilog="example:\n  parity gate --pair toy-logging\n\n" + EPILOG)
     p.add_argument("--pair", required=True, help="pair file or bundled pair name")
-    add_run_options(p)
+    add_run_options(p.add_argument)
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: failures on stderr; json: the comparison and the failures on stdout (default: text)")
 
@@ -167,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=_int_list, help="comma-separated split points (default: the pair file's)")
     p.add_argument("--controls", action="store_true", help="also run negative controls: skip one state restore at a time")
     p.add_argument("--no-double", action="store_true", help="skip the stop-resume-stop-resume chain")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the runs (default: cpu)")
-    p.add_argument("--runs-dir", default="runs", help="where recorded runs are kept (default: runs/)")
+    add_run_options(p.add_argument, steps=False)
     add_output_options(p)
 
     p = sub.add_parser("ablate", help="apply each difference alone to the baseline and revert it alone on the candidate",
@@ -176,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Exit 1 when any single change alters training on its own.\n" + EPILOG)
     p.add_argument("--pair", required=True, help="pair file with [[toggle]] tables (name, baseline args, candidate args)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="runs recorded in parallel (default 2)")
-    add_run_options(p)
+    add_run_options(p.add_argument)
     add_output_options(p)
 
     p = sub.add_parser("audit", help="classify what a checkpoint saves and what the run used but did not save",
@@ -220,89 +215,65 @@ def _exit_for(verdict: str) -> int:
     return {schema.DIFFERENT: DIFFERENCES, schema.NOT_COMPARED: INVALID}.get(verdict, OK)
 
 
-def _render(c: "Comparison", ctx: "ReportContext", fmt: str, output: str | None) -> None:
+def _invocation(subcommand: str) -> list[str] | None:
+    """The command line after `parity`, for the Reproduce block; None when main() was called in-process."""
+    return sys.argv[1:] if sys.argv[1:2] == [subcommand] else None
+
+
+def _render(result: ReportResult, fmt: str, output: str | None, generated_by: str) -> None:
     if fmt == "json":
-        emit(to_json_text(c.to_json()), output)
-    else:
-        from parity.report.markdown import MarkdownReporter  # pandas/matplotlib: only when rendering markdown
+        emit(to_json_text(result.comparison.to_json()), output)
+        return
+    from parity.report.markdown import MarkdownReporter, ReportContext  # pandas/matplotlib: only for markdown
 
-        out = Path(output) if output not in (None, "-") else None
-        emit(MarkdownReporter().render(c, ctx, out), output)
-
-
-def _on_cuda(*traces: "Trace") -> bool:
-    """Whether any side ran on a GPU: its Reproduce block then installs without the CPU torch pin."""
-    return any(str(t.header.get("meta", {}).get("device", "")).startswith("cuda") for t in traces)
+    pair = result.pair
+    ctx = ReportContext(result.baseline, result.candidate, labels=result.labels, commands=result.commands,
+                        description=pair.description if pair else "", expectations=result.expectations,
+                        title=pair.name if pair else "", generated_by=generated_by)
+    out = Path(output) if output not in (None, "-") else None
+    emit(MarkdownReporter().render(result.comparison, ctx, out), output)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    c, base, cand = session.compare_with_traces(args.baseline, args.candidate, tolerance=args.tolerance,
-                                                baseline_repeat=args.repeat, rank=args.rank,
-                                                ignore_args=frozenset(args.ignore_arg))
-    from parity.report.markdown import ReportContext
-    from parity.report.reproduce import reproduce_block
-
-    commands = reproduce_block([args.baseline, args.candidate, args.repeat],
-                               sys.argv[1:] if sys.argv[1:2] == ["compare"] else None, cuda=_on_cuda(base, cand))
-    _render(c, ReportContext(base, cand, commands=commands, generated_by="parity compare"), args.format, args.output)
-    return _exit_for(c.verdict)
+    result = session.report_runs(args.baseline, args.candidate, repeat=args.repeat, rank=args.rank,
+                                 ignore_args=frozenset(args.ignore_arg), tolerance=args.tolerance,
+                                 invocation=_invocation("compare"))
+    _render(result, args.format, args.output, "parity compare")
+    return _exit_for(result.comparison.verdict)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    pair = session.load(args.pair) if args.pair else None
-    if pair is None and not (args.baseline and args.candidate) and not args.command:
+    if args.pair is None and not (args.baseline and args.candidate) and not args.command:
         raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
-    from parity.report.markdown import ReportContext
-    from parity.report.reproduce import reproduce_block
-    from parity.sides import GIT_PREFIX
-
     # `--repeat` alone records a side twice, so it needs a side to record; `--repeat DIR` is a recording.
-    repeat_dir = args.repeat if isinstance(args.repeat, str) else None
-    if args.repeat is True and pair is None and not args.command:
+    if args.repeat is True and args.pair is None and not args.command:
         raise ConfigError("--repeat: there is no baseline command to record twice; with run directories give the "
                           "second recording of the baseline: --repeat DIR", docs=OPTIONS_DOCS)
-    runs = session.run_pair(pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
-                            steps=args.steps, device=args.device, runs_dir=args.runs_dir,
-                            repeat=False if repeat_dir else args.repeat)
-    if repeat_dir:
-        runs = dataclasses.replace(runs, baseline_repeat=Path(repeat_dir))
-    ignore = pair.ignore_args if pair else frozenset()
-    c, base, cand = session.compare_with_traces(runs.baseline, runs.candidate, tolerance=args.tolerance,
-                                                baseline_repeat=runs.baseline_repeat, ignore_args=ignore)
-    # Pair sides, git:REV sides and `--repeat` are recorded by this command; given run directories are not.
-    records_runs = args.repeat is True or any(spec is None or spec.startswith(GIT_PREFIX) for spec in (args.baseline, args.candidate))
-    commands = reproduce_block([runs.baseline, runs.candidate, runs.baseline_repeat],
-                               sys.argv[1:] if sys.argv[1:2] == ["report"] else None, records_runs=records_runs,
-                               cuda=_on_cuda(base, cand))
-    expectations = {e.check: (e.status, e.reason) for e in pair.expectations} if pair else {}
-    ctx = ReportContext(base, cand, labels=(pair.baseline.name, pair.candidate.name) if pair else ("baseline", "candidate"),
-                        commands=commands, description=pair.description if pair else "", expectations=expectations,
-                        title=pair.name if pair else "")
-    _render(c, ctx, args.format, args.output)
-    if pair:
-        failures = session.gate_failures(pair, c)
-        for f in failures:
-            print(f"parity: {pair.name}: {f.check} is {f.actual}, expected {f.expected} (step {f.step}): {f.summary}", file=sys.stderr)
-        return DIFFERENCES if failures else OK
-    return _exit_for(c.verdict)
+    result = session.report(args.pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
+                            repeat=args.repeat, steps=args.steps, device=args.device, runs_dir=args.runs_dir,
+                            tolerance=args.tolerance, invocation=_invocation("report"))
+    _render(result, args.format, args.output, "parity report")
+    if result.failures is None:
+        return _exit_for(result.comparison.verdict)
+    for f in result.failures:
+        print(f"parity: {result.pair.name}: {f.check} is {f.actual}, expected {f.expected} (step {f.step}): {f.summary}",
+              file=sys.stderr)
+    return DIFFERENCES if result.failures else OK
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    pair = session.load(args.pair)
-    runs = session.run_pair(pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir)
-    c = session.compare(runs.baseline, runs.candidate, baseline_repeat=runs.baseline_repeat, ignore_args=pair.ignore_args)
-    failures = session.gate_failures(pair, c)
+    result = session.gate(args.pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir)
+    name, c = result.pair.name, result.comparison
     if args.format == "json":
-        emit(to_json_text({"pair": pair.name, "passed": not failures, "failures": [f.__dict__ for f in failures],
-                           "comparison": c.to_json()}), None)
-    for f in failures:
-        print(f"FAIL {pair.name}: {f.check}: expected {f.expected}, got {f.actual} at step {f.step}: {f.summary}", file=sys.stderr)
-    if failures and c.first_divergence:
+        emit(to_json_text(result.to_json()), None)
+    for f in result.failures:
+        print(f"FAIL {name}: {f.check}: expected {f.expected}, got {f.actual} at step {f.step}: {f.summary}", file=sys.stderr)
+    if result.failures and c.first_divergence:
         fd = c.first_divergence
         print(f"first divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}", file=sys.stderr)
-    if not failures:
-        print(f"parity: gate {pair.name} passed (verdict {c.verdict})", file=sys.stderr)
-    return DIFFERENCES if failures else OK
+    if result.passed:
+        print(f"parity: gate {name} passed (verdict {c.verdict})", file=sys.stderr)
+    return OK if result.passed else DIFFERENCES
 
 
 def _cmd_resume_check(args: argparse.Namespace) -> int:
@@ -318,10 +289,7 @@ def _cmd_resume_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from parity.ablate import ablate
-
-    result = ablate(session.load(args.pair), runs_dir=Path(args.runs_dir), steps=args.steps, device=args.device,
-                    jobs=args.jobs)
+    result = session.ablate(args.pair, runs_dir=args.runs_dir, steps=args.steps, device=args.device, jobs=args.jobs)
     if args.format == "json":
         emit(to_json_text(result.to_json()), args.output)
     else:

@@ -1,6 +1,7 @@
 """pytest plugin: every pair file under a `pairs/` directory becomes one test item per expected check.
 
-`pytest parity/` therefore gates the bundled pairs; each pair is recorded once per session.
+`pytest parity/` therefore gates the bundled pairs; each pair is recorded and judged once per session,
+by the same `session.gate` as `parity gate` (same tolerances, same expectations).
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ from typing import Any
 
 import pytest
 
-from parity.checks.compare import CHECK_NAMES, Comparison
-
-
-def add_run_options(addoption: Any, prefix: str = "") -> None:
-    """The run options shared with the CLI's `add_run_options`, under a `--parity-` prefix here."""
-    addoption(f"--{prefix}steps", type=int, default=None, help="step budget for pair sides (default: the pair file's)")
-    addoption(f"--{prefix}device", choices=("cpu", "cuda"), default="cpu", help="device for pair sides")
-    addoption(f"--{prefix}runs-dir", default="runs/pytest", help="where pair runs are recorded and cached")
+from parity.cli import add_run_options
+from parity.results import GateResult
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity", "differential gates for declared trainer pairs")
-    add_run_options(group.addoption, prefix="parity-")
+    add_run_options(group.addoption, prefix="parity-", runs_dir="runs/pytest")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,40 +35,33 @@ class PairMismatch(Exception):
     """A finding's status is not what the pair file expects."""
 
 
-_COMPARISONS = pytest.StashKey[dict]()
+_GATES = pytest.StashKey[dict]()
 
 
-def _comparison(config: pytest.Config, path: Path) -> Comparison:
+def _gate(config: pytest.Config, path: Path) -> GateResult:
+    """The pair's gate, run once per session and shared by its items."""
     from parity import session
 
-    cache = config.stash.setdefault(_COMPARISONS, {})
+    cache = config.stash.setdefault(_GATES, {})
     if path not in cache:
-        pair = session.load(path)
-        runs = session.run_pair(pair, steps=config.getoption("parity_steps"), device=config.getoption("parity_device"),
-                                runs_dir=config.getoption("parity_runs_dir"))
-        cache[path] = session.compare(runs.baseline, runs.candidate, baseline_repeat=runs.baseline_repeat,
-                                      ignore_args=pair.ignore_args)
+        cache[path] = session.gate(path, steps=config.getoption("parity_steps"), device=config.getoption("parity_device"),
+                                   runs_dir=config.getoption("parity_runs_dir"))
     return cache[path]
 
 
 class PairFile(pytest.File):
     def collect(self):  # type: ignore[no-untyped-def]
-        from parity.pairs import load_pair, tomllib
+        from parity.pairs import load_pair
 
-        data = tomllib.loads(self.path.read_text())
-        if data.get("resume", {}).get("expect_exact") is not None:
-            yield ResumeItem.from_parent(self, name=f"{self.path.stem}::resume", expected=bool(data["resume"]["expect_exact"]))
-        if "baseline" not in data:
-            return
         pair = load_pair(self.path)
+        if pair.resume is not None and pair.resume.expect_exact is not None:
+            yield ResumeItem.from_parent(self, name=f"{self.path.stem}::resume", expected=pair.resume.expect_exact)
+        if pair.baseline is None:
+            return
         needs_gpu = "cuda" in pair.baseline.steps and pair.baseline.steps.get("cpu") == 0
-        for name in ("verdict", *CHECK_NAMES):
-            expected = pair.expected(name) if name != "verdict" else next(
-                (e for e in pair.expectations if e.check == "verdict"), None)
-            if expected is None:
-                continue
-            item = PairItem.from_parent(self, name=f"{pair.name}::{name}", check=name, expected=expected.status,
-                                        reason=expected.reason)
+        for expected in pair.gated():
+            item = PairItem.from_parent(self, name=f"{pair.name}::{expected.check}", check=expected.check,
+                                        expected=expected.status, reason=expected.reason)
             if needs_gpu:
                 item.add_marker(pytest.mark.gpu)
             yield item
@@ -102,17 +90,13 @@ class PairItem(_GateItem):
 
             if not torch.cuda.is_available():
                 pytest.skip("needs a CUDA device")
-        c = _comparison(self.config, self.path)
-        if self.check == "verdict":
-            actual, step, summary = c.verdict, (c.first_divergence or {}).get("step"), "overall verdict"
-        else:
-            f = c.finding(self.check)
-            actual, step, summary = f.status, f.first_divergent_step, f.summary
-        if actual != self.expected:
-            fd = c.first_divergence
+        result = _gate(self.config, self.path)
+        failure = result.failure(self.check)
+        if failure is not None:
+            fd = result.comparison.first_divergence
             first = f"\nfirst divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}" if fd else ""
-            raise PairMismatch(f"{self.check}: expected {self.expected} ({self.reason}), got {actual} at step {step}: "
-                               f"{summary}{first}")
+            raise PairMismatch(f"{self.check}: expected {failure.expected} ({failure.reason}), got {failure.actual} at "
+                               f"step {failure.step}: {failure.summary}{first}")
 
 
 class ResumeItem(_GateItem):
@@ -126,11 +110,9 @@ class ResumeItem(_GateItem):
     def runtest(self) -> None:
         from parity import session
 
-        from parity.resume.protocol import load_protocol
-
+        pair = session.load(self.path)
         # The gate checks the first split only, to keep `pytest parity/` fast; reports run every split.
-        first = load_protocol(self.path).splits[:1]
-        result = session.resume_check(self.path, splits=first, double=False,
+        result = session.resume_check(pair, splits=pair.resume_protocol().splits[:1], double=False,
                                       runs_dir=self.config.getoption("parity_runs_dir"),
                                       device=self.config.getoption("parity_device"))
         if result.exact != self.expected:

@@ -1,18 +1,26 @@
-"""The facade: record, compare, report and gate. The CLI and the pytest plugin are thin shells over it."""
+"""The facade: record, compare, report, gate, ablate, resume-check. The CLI and the pytest plugin are thin shells over it.
+
+Every call takes a `Pair` (or a pair name or path) and plain values, returns a result dataclass from
+`parity.results`, never prints a report and never chooses an exit code: the front ends render and decide.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from parity.capture.launch import RecordResult, record_command
 from parity.checks.base import Tolerance
-from parity.checks.compare import CHECK_NAMES, Comparison, compare_traces
+from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
-from parity.pairs import Pair, Side, load_pair
-from parity.sides import record_side, resolve_side
+from parity.pairs import VERDICT, Pair, Side, load_pair
+from parity.results import AblationResult, GateFailure, GateResult, PairRuns, ReportResult, ResumeResult
+from parity.sides import GIT_PREFIX, record_side, resolve_side
 from parity.trace.reader import Run, Trace, load_run
+
+__all__ = ["GateFailure", "GateResult", "PairRuns", "ReportResult", "ablate", "compare", "compare_with_traces", "gate",
+           "gate_failures", "load", "record", "report", "report_runs", "resume_check", "run_pair", "tolerances"]
 
 
 def record(command: Sequence[str], out: str | Path, **options: Any) -> RecordResult:
@@ -20,13 +28,18 @@ def record(command: Sequence[str], out: str | Path, **options: Any) -> RecordRes
     return record_command(command, out, **options)
 
 
-def _trace_of(run: Run, rank: int):
+def load(pair: str | Path | Pair) -> Pair:
+    """A pair by name or path (a `Pair` is returned as it is)."""
+    return pair if isinstance(pair, Pair) else load_pair(pair)
+
+
+def _trace_of(run: Run, rank: int) -> Trace:
     if rank not in run.traces:
         raise ConfigError(f"{run.path}: no trace for rank {rank}; ranks present: {sorted(run.traces)}")
     return run.traces[rank]
 
 
-def compare(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance = Tolerance(),
+def compare(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None,
             baseline_repeat: str | Path | None = None, rank: int = 0,
             ignore_args: frozenset[str] = frozenset()) -> Comparison:
     """Compare two recorded runs (rank `rank` of each)."""
@@ -34,24 +47,30 @@ def compare(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance
                                ignore_args=ignore_args)[0]
 
 
-def compare_with_traces(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance = Tolerance(),
+def compare_with_traces(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None,
                         baseline_repeat: str | Path | None = None, rank: int = 0,
                         ignore_args: frozenset[str] = frozenset()) -> tuple[Comparison, Trace, Trace]:
     """Like `compare`, also returning the two traces it read (reports need them; traces are read once)."""
     base, cand = _trace_of(load_run(baseline), rank), _trace_of(load_run(candidate), rank)
     repeat = _trace_of(load_run(baseline_repeat), rank) if baseline_repeat else None
-    c = compare_traces(base, cand, tolerance=tolerance, baseline_repeat=repeat, ignore_args=ignore_args)
+    c = compare_traces(base, cand, tolerance=tolerance or Tolerance(), baseline_repeat=repeat, ignore_args=ignore_args)
     return c, base, cand
 
 
-@dataclass
-class PairRuns:
-    """Run directories produced for a pair (or given directly)."""
+def tolerances(pair: Pair | None, override: Tolerance | None = None) -> dict[str, Tolerance]:
+    """Check name -> tolerance for one run: the pair file's `[tolerance]`, with `--tolerance` (loss) over it.
 
-    baseline: Path
-    candidate: Path
-    baseline_repeat: Path | None = None
-    commands: dict[str, str] = field(default_factory=dict)
+    The one place gate, report and the pytest items get their tolerances from, so that they agree."""
+    chosen = dict(pair.tolerances) if pair else {}
+    if override is not None:
+        chosen["loss"] = override
+    return chosen
+
+
+def _loss_tolerance(chosen: Mapping[str, Tolerance]) -> Tolerance:
+    # The checks take one Tolerance today, applied to the loss; grad_norm and lr_schedule entries are
+    # kept in the mapping for when their checks take one too (they stay exact until then: stricter, never laxer).
+    return chosen.get("loss", Tolerance())
 
 
 def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str | None = None,
@@ -64,67 +83,119 @@ def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str |
     """
     root = Path(runs_dir) / (pair.name if pair else "adhoc")
     cache_dir = Path(runs_dir) / ".cache" if cache else None
-    explicit = Side("command", list(command), Path.cwd()) if command else None
-    fallback_base = pair.baseline if pair else explicit
-    fallback_cand = pair.candidate if pair else explicit
+    explicit = Side(name="command", command=tuple(command), cwd=Path.cwd()) if command else None
+    fallback_base, fallback_cand = pair.sides() if pair else (explicit, explicit)
     dirs: dict[str, Path] = {}
     for name, spec, side in (("baseline", baseline, fallback_base), ("candidate", candidate, fallback_cand)):
         out = root / name
         if spec is None:
             if side is None:
                 raise ConfigError(f"no {name}: give --{name} DIR|git:REV or --pair NAME")
-            record_side(side, out, steps=steps or side.steps.get(device, 20), device=device, cache_dir=cache_dir)
+            record_side(side, out, steps=side.budget(device, steps), device=device, cache_dir=cache_dir)
             dirs[name] = out
         else:
             dirs[name] = resolve_side(spec, fallback=side, out=out, steps=steps, device=device)
     repeat_dir = None
     if (repeat if repeat is not None else (pair.repeat if pair else False)) and fallback_base is not None:
         repeat_dir = root / "baseline-repeat"
-        record_side(fallback_base, repeat_dir, steps=steps or fallback_base.steps.get(device, 20), device=device,
+        record_side(fallback_base, repeat_dir, steps=fallback_base.budget(device, steps), device=device,
                     label="baseline (repeat, for the noise floor)", cache_dir=cache_dir, salt="repeat")
     return PairRuns(dirs["baseline"], dirs["candidate"], repeat_dir)
 
 
-@dataclass
-class GateFailure:
-    check: str
-    expected: str
-    actual: str
-    step: int | None
-    summary: str
-    reason: str
-
-
 def gate_failures(pair: Pair, comparison: Comparison) -> list[GateFailure]:
-    """Every check whose status differs from the pair file's expectation (all listed, not the first)."""
+    """Every check whose status differs from the pair file's expectation (all listed, not the first).
+
+    The only gate logic: `gate`, `report --pair` and the pytest items all judge through it."""
     failures = []
-    names = {e.check for e in pair.expectations}
-    unknown = names - set(CHECK_NAMES) - {"verdict"}
-    if unknown:
-        raise ConfigError(f"{pair.path}: [[expect]] names unknown checks {sorted(unknown)}; known: verdict, {', '.join(CHECK_NAMES)}")
-    for name in ("verdict", *CHECK_NAMES):
-        expectation = pair.expected(name) if name != "verdict" else next((e for e in pair.expectations if e.check == "verdict"), None)
-        if expectation is None:
-            continue
-        if name == "verdict":
-            actual, step, summary = comparison.verdict, (comparison.first_divergence or {}).get("step"), "overall verdict"
+    for expectation in pair.gated():
+        if expectation.check == VERDICT:
+            actual, step, summary = (comparison.verdict, (comparison.first_divergence or {}).get("step"),
+                                     "overall verdict")
         else:
-            f = comparison.finding(name)
+            f = comparison.finding(expectation.check)
             actual, step, summary = f.status, f.first_divergent_step, f.summary
         if actual != expectation.status:
-            failures.append(GateFailure(name, expectation.status, actual, step, summary, expectation.reason))
+            failures.append(GateFailure(expectation.check, expectation.status, actual, step, summary, expectation.reason))
     return failures
 
 
-def load(pair: str | Path) -> Pair:
-    return load_pair(pair)
+def gate(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs",
+         tolerance: Tolerance | None = None, golden: str | Path | None = None) -> GateResult:
+    """Record the pair (cached), compare with the pair's tolerances, and judge its expectations.
+
+    `golden`: a stored recording of the baseline (a run directory or trace file) to compare against
+    instead of recording the baseline; only the candidate is then recorded. parity/golden/ finds it
+    under `pair.golden.dir` for the current environment. `tolerance` overrides the pair's loss tolerance.
+    """
+    pair = load(pair)
+    runs = run_pair(pair, baseline=str(golden) if golden is not None else None, steps=steps, device=device,
+                    runs_dir=runs_dir, repeat=False if golden is not None else None)
+    comparison = compare(runs.baseline, runs.candidate, tolerance=_loss_tolerance(tolerances(pair, tolerance)),
+                         baseline_repeat=runs.baseline_repeat, ignore_args=pair.ignore_args)
+    return GateResult(pair, comparison, gate_failures(pair, comparison), runs)
 
 
-def resume_check(pair: str | Path, *, splits: list[int] | None = None, controls: bool = False, double: bool = True,
-                 runs_dir: str | Path = "runs", device: str = "cpu"):
+def _on_cuda(*traces: Trace) -> bool:
+    """Whether any side ran on a GPU: its Reproduce block then installs without the CPU torch pin."""
+    return any(str(t.header.get("meta", {}).get("device", "")).startswith("cuda") for t in traces)
+
+
+def report(pair: str | Path | Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,
+           command: Sequence[str] | None = None, repeat: bool | str | None = None, steps: int | None = None,
+           device: str = "cpu", runs_dir: str | Path = "runs", tolerance: Tolerance | None = None,
+           invocation: Sequence[str] | None = None) -> ReportResult:
+    """Record what needs recording, compare, gate a pair's expectations, and gather the Reproduce block.
+
+    `repeat`: True records the baseline twice, a path names a second recording of it, None follows
+    the pair file. `invocation`: the parity command line after `parity`, for the Reproduce block
+    (None when called in-process: the block then says so).
+    """
+    pair = load(pair) if pair is not None else None
+    repeat_dir = repeat if isinstance(repeat, (str, Path)) else None
+    runs = run_pair(pair, baseline=baseline, candidate=candidate, command=command, steps=steps, device=device,
+                    runs_dir=runs_dir, repeat=False if repeat_dir else repeat)
+    if repeat_dir:
+        runs = dataclasses.replace(runs, baseline_repeat=Path(repeat_dir))
+    c, base, cand = compare_with_traces(runs.baseline, runs.candidate,
+                                        tolerance=_loss_tolerance(tolerances(pair, tolerance)),
+                                        baseline_repeat=runs.baseline_repeat,
+                                        ignore_args=pair.ignore_args if pair else frozenset())
+    # Pair sides, git:REV sides and `--repeat` are recorded by this command; given run directories are not.
+    records_runs = repeat is True or any(spec is None or spec.startswith(GIT_PREFIX) for spec in (baseline, candidate))
+    from parity.report.reproduce import reproduce_block
+
+    commands = reproduce_block([runs.baseline, runs.candidate, runs.baseline_repeat], invocation,
+                               records_runs=records_runs, cuda=_on_cuda(base, cand))
+    return ReportResult(c, base, cand, runs, commands, pair, gate_failures(pair, c) if pair else None)
+
+
+def report_runs(baseline: str | Path, candidate: str | Path, *, repeat: str | Path | None = None, rank: int = 0,
+                ignore_args: frozenset[str] = frozenset(), tolerance: Tolerance | None = None,
+                invocation: Sequence[str] | None = None) -> ReportResult:
+    """`report` for two runs already recorded (`parity compare`): nothing is recorded, any rank can be read."""
+    c, base, cand = compare_with_traces(baseline, candidate, tolerance=tolerance, baseline_repeat=repeat, rank=rank,
+                                        ignore_args=ignore_args)
+    from parity.report.reproduce import reproduce_block
+
+    commands = reproduce_block([baseline, candidate, repeat], invocation, cuda=_on_cuda(base, cand))
+    runs = PairRuns(Path(baseline), Path(candidate), Path(repeat) if repeat else None)
+    return ReportResult(c, base, cand, runs, commands)
+
+
+def ablate(pair: str | Path | Pair, *, runs_dir: str | Path = "runs", steps: int | None = None, device: str = "cpu",
+           jobs: int = 2, progress: bool = True) -> AblationResult:
+    """Each `[[toggle]]` applied alone to the baseline and reverted alone on the candidate (parity.ablate)."""
+    from parity.ablate import ablate as run_ablation
+
+    return run_ablation(load(pair), runs_dir=Path(runs_dir), steps=steps, device=device, jobs=jobs, progress=progress)
+
+
+def resume_check(pair: str | Path | Pair, *, splits: Sequence[int] | None = None, controls: bool = False,
+                 double: bool = True, runs_dir: str | Path = "runs", device: str = "cpu") -> ResumeResult:
     """Run the pair's [resume] protocol and return a ResumeResult."""
-    from parity.resume.protocol import load_protocol
     from parity.resume.runner import ResumeRunner
 
-    protocol = load_protocol(pair)
-    return ResumeRunner(protocol, Path(runs_dir), device).run(splits=splits, double=double, controls=controls)
+    protocol = load(pair).resume_protocol()
+    return ResumeRunner(protocol, Path(runs_dir), device).run(splits=list(splits) if splits else None, double=double,
+                                                              controls=controls)

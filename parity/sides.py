@@ -92,11 +92,12 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
                 salt: str = "") -> RecordResult:
     """Record one pair side; a failing command is a setup error (exit 2) naming its log.
 
+    Every recording parity makes for a pair goes through here (report, gate, ablate, resume-check).
     With `cache_dir`, a run with the same command, environment, seed and code revision is reused.
     """
     command = side.render(steps=steps, device=device, out=out)
-    key = cache_key(side.render(steps=steps, device=device, out=Path("OUT")) + side.setup, side, cwd or side.cwd, skip_loads, salt) \
-        if cache_dir is not None else None
+    key = cache_key([*side.render(steps=steps, device=device, out=Path("OUT")), *side.setup], side, cwd or side.cwd,
+                    skip_loads, salt) if cache_dir is not None else None
     if key is not None:
         cached = cache_dir / key
         if (cached / "run.json").exists() and '"returncode":0' in (cached / "run.json").read_text():
@@ -156,7 +157,7 @@ def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | No
         if fallback is None:
             raise ConfigError(f"{spec}: a git side needs a command; give --pair or --command")
         with git_worktree(rev, fallback.cwd) as tree:
-            record(fallback, out, steps=steps or fallback.steps.get(device, 20), device=device,
+            record(fallback, out, steps=fallback.budget(device, steps), device=device,
                    cwd=tree / sub if sub else tree, label=f"{fallback.name} at {rev}")
         return out
     path = Path(spec)

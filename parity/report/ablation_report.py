@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from parity.ablate import AblationResult
+from parity.results import AblationResult
 
 
 def _fmt(x: float | None, pct: bool = True) -> str:

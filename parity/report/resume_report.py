@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from parity.resume.runner import ResumeResult
+from parity.results import ResumeResult
 
 
 def _pct(rel: Any) -> str:

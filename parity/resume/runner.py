@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from parity.capture.controls import CONTROL_KINDS
-from parity.capture.launch import record_command
 from parity.exceptions import BaselineError
+from parity.pairs import ResumeProtocol
+from parity.results import ResumeResult
 from parity.resume.analysis import SegmentResult, compare_segment, loss_differences, per_unit_losses
-from parity.resume.protocol import ResumeProtocol
+from parity.sides import record_side
 from parity.checks.base import rel_diff
 from parity.checks.compare import compare_traces
 from parity.trace import schema
@@ -26,35 +26,6 @@ RESUME_ARGS = frozenset({"resume", "steps", "stop_after_epoch", "save_every", "s
 
 def _say(message: str) -> None:
     print(f"parity: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class ResumeResult:
-    """Everything a resume check measured."""
-
-    protocol: ResumeProtocol
-    continuous_steps: int
-    splits: list[SegmentResult]
-    double: list[SegmentResult] = field(default_factory=list)
-    controls: list[dict[str, Any]] = field(default_factory=list)
-    runs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def exact(self) -> bool:
-        return all(s.exact for s in self.splits + self.double)
-
-    @property
-    def ignored_resume(self) -> bool:
-        return any(s.started_from_scratch for s in self.splits + self.double)
-
-    def to_json(self) -> dict[str, Any]:
-        fired = [c for c in self.controls if c["fired"]]
-        return {"pair": self.protocol.name, "exact": self.exact, "ignored_resume": self.ignored_resume,
-                "unit": self.protocol.unit, "total": self.protocol.total, "continuous_steps": self.continuous_steps,
-                "splits": [s.to_json() for s in self.splits], "double": [s.to_json() for s in self.double],
-                "controls": self.controls,
-                "controls_fired": None if not self.controls else len(fired),
-                "runs": self.runs}
 
 
 class ResumeRunner:
@@ -98,13 +69,9 @@ class ResumeRunner:
         metrics_path = self._metrics_path(ckpt_dir)
         offset = metrics_path.stat().st_size if metrics_path is not None and metrics_path.is_file() else 0
         command = self.p.render(template, device=self.device, ckpt_dir=ckpt_dir, total=self.p.total, **values)
-        _say(f"resume-check {label}: {' '.join(command)}")
-        result = record_command(command, out, seed=self.p.seed, cwd=self.p.cwd, env=self.p.env, skip_loads=skip,
-                                force=True, log_output=True)
-        if result.returncode != 0:
-            tail = result.log.read_text()[-1200:] if result.log else ""
-            raise BaselineError(f"resume-check {label}: the command exited with code {result.returncode}; "
-                                f"output in {result.log}:\n{tail}")
+        # Never cached: the checkpoints these runs write live outside their run directories.
+        record_side(self.p.side(label, command), out, steps=self.p.total, device=self.device, skip_loads=skip,
+                    label=f"resume-check {label}")
         self.runs[label] = str(out)
         self.metrics[label] = self._read_metrics(metrics_path, offset)
         return load_run(out).primary

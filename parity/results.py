@@ -1,0 +1,156 @@
+"""What each facade call returns: result dataclasses that renderers import, and nothing that runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.checks.compare import Comparison
+from parity.pairs import Pair, ResumeProtocol, Toggle
+from parity.resume.analysis import SegmentResult
+from parity.trace.reader import Trace
+
+__all__ = ["AblationResult", "Comparison", "GateFailure", "GateResult", "PairRuns", "ReportResult", "ResumeResult",
+           "SegmentResult", "ToggleResult"]
+
+
+@dataclass
+class PairRuns:
+    """Run directories produced for a pair (or given directly)."""
+
+    baseline: Path
+    candidate: Path
+    baseline_repeat: Path | None = None
+    commands: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    """One check whose status is not what the pair file expects."""
+
+    check: str
+    expected: str
+    actual: str
+    step: int | None
+    summary: str
+    reason: str
+
+
+@dataclass
+class GateResult:
+    """A gate: the comparison it judged and every failed expectation (all of them, not the first)."""
+
+    pair: Pair
+    comparison: Comparison
+    failures: list[GateFailure]
+    runs: PairRuns | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def failure(self, check: str) -> GateFailure | None:
+        return next((f for f in self.failures if f.check == check), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair": self.pair.name, "passed": self.passed, "failures": [f.__dict__ for f in self.failures],
+                "comparison": self.comparison.to_json()}
+
+
+@dataclass
+class ReportResult:
+    """A comparison with what a report shows beside it: the traces, the pair, the reproduce commands.
+
+    `failures` is None without a pair (nothing is expected); with one it is the gate's list."""
+
+    comparison: Comparison
+    baseline: Trace
+    candidate: Trace
+    runs: PairRuns
+    commands: list[str]
+    """Every line of the Reproduce block."""
+    pair: Pair | None = None
+    failures: list[GateFailure] | None = None
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        if self.pair is None or self.pair.baseline is None or self.pair.candidate is None:
+            return "baseline", "candidate"
+        return self.pair.baseline.name, self.pair.candidate.name
+
+    @property
+    def expectations(self) -> dict[str, tuple[str, str]]:
+        return {e.check: (e.status, e.reason) for e in self.pair.expectations} if self.pair else {}
+
+
+@dataclass
+class ResumeResult:
+    """Everything a resume check measured."""
+
+    protocol: ResumeProtocol
+    continuous_steps: int
+    splits: list[SegmentResult]
+    double: list[SegmentResult] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return all(s.exact for s in self.splits + self.double)
+
+    @property
+    def ignored_resume(self) -> bool:
+        return any(s.started_from_scratch for s in self.splits + self.double)
+
+    def to_json(self) -> dict[str, Any]:
+        fired = [c for c in self.controls if c["fired"]]
+        return {"pair": self.protocol.name, "exact": self.exact, "ignored_resume": self.ignored_resume,
+                "unit": self.protocol.unit, "total": self.protocol.total, "continuous_steps": self.continuous_steps,
+                "splits": [s.to_json() for s in self.splits], "double": [s.to_json() for s in self.double],
+                "controls": self.controls,
+                "controls_fired": None if not self.controls else len(fired),
+                "runs": self.runs}
+
+
+@dataclass
+class ToggleResult:
+    """One toggle of an ablation: applied alone to the baseline, reverted alone on the candidate."""
+
+    toggle: Toggle
+    applied: Comparison
+    reverted: Comparison
+    applied_effect: float | None
+    reverted_effect: float | None
+    metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    stability: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        def side(c: Comparison, effect: float | None) -> dict[str, Any]:
+            fd = c.first_divergence or {}
+            return {"status": c.verdict, "first_divergent_step": fd.get("step"), "channel": fd.get("channel"),
+                    "final_loss_rel_change": effect}
+        return {"name": self.toggle.name, "baseline_args": list(self.toggle.baseline),
+                "candidate_args": list(self.toggle.candidate),
+                "applied_to_baseline": side(self.applied, self.applied_effect),
+                "reverted_on_candidate": side(self.reverted, self.reverted_effect), "metrics": self.metrics,
+                "stability_applied": self.stability}
+
+
+@dataclass
+class AblationResult:
+    """Every toggle's two comparisons, the baseline's noise floor on final loss, and instability signals."""
+
+    pair: Pair
+    baseline: Comparison
+    noise_floor: float | None
+    toggles: list[ToggleResult]
+    finals: dict[str, float | None]
+    metrics: dict[str, dict[str, float | None]]
+    stability: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair": self.pair.name, "baseline_vs_candidate": self.baseline.verdict,
+                "first_divergence": self.baseline.first_divergence, "noise_floor_final_loss_rel": self.noise_floor,
+                "final_loss": self.finals, "metrics": self.metrics, "stability": self.stability,
+                "toggles": [t.to_json() for t in self.toggles]}
