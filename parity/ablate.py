@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.checks.base import as_float, rel_diff
-from parity.checks.compare import Comparison, compare_traces
+from parity.checks.compare import compare_traces
 from parity.exceptions import ConfigError
 from parity.pairs import Metrics, Pair, Side, Toggle
 from parity.results import AblationResult, ToggleResult

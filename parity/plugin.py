@@ -51,9 +51,13 @@ def _gate(config: pytest.Config, path: Path) -> GateResult:
 
 class PairFile(pytest.File):
     def collect(self):  # type: ignore[no-untyped-def]
+        from parity.exceptions import ConfigError
         from parity.pairs import load_pair
 
-        pair = load_pair(self.path)
+        try:
+            pair = load_pair(self.path)
+        except ConfigError as exc:  # a bad pair file is one collection error saying what is wrong, not a traceback
+            raise self.CollectError(str(exc)) from None
         if pair.resume is not None and pair.resume.expect_exact is not None:
             yield ResumeItem.from_parent(self, name=f"{self.path.stem}::resume", expected=pair.resume.expect_exact)
         if pair.baseline is None:
