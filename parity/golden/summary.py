@@ -38,14 +38,17 @@ def golden_change_summary(old: Trace, new: Trace) -> str:
     relative change of the final loss; whether the final parameters digest changed. Never reads files."""
     comparison = compare_traces(old, new)
     lines = [f"### Golden update: {comparison.verdict} against the previous golden", ""]
-    changed = [f for f in comparison.findings if f.status != schema.IDENTICAL]
+    changed = [f for f in comparison.findings if f.status in (schema.DIFFERENT, schema.EQUIVALENT)]
     if changed:
         lines += ["| check | status | first differing step |", "| --- | --- | --- |"]
         lines += [f"| {f.name} | {f.status} | {'-' if f.first_divergent_step is None else f.first_divergent_step} |"
                   for f in changed]
     else:
-        lines.append("Every check is bit-identical to the previous golden.")
+        lines.append("Every compared check is bit-identical to the previous golden.")
     lines.append("")
+    not_compared = [f.name for f in comparison.findings if f.status == schema.NOT_COMPARED]
+    if not_compared:
+        lines.append(f"- Not compared (not recorded on both sides): {', '.join(not_compared)}")
     divergence: dict[str, Any] | None = comparison.first_divergence
     if divergence is not None:
         lines.append(f"- First divergence: step {divergence['step']}, channel `{divergence['channel']}`")
