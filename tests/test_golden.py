@@ -202,7 +202,8 @@ def test_a_10000_step_golden_is_under_1_mb(tmp_path: Path) -> None:
     size = (env_dir / DATA_FILE).stat().st_size
     assert size < 1_000_000, f"{size} bytes"
     golden, _ = load_golden(tmp_path / "g", "toy", env_dir.name)
-    assert len(golden.steps) == 10_000 and golden.steps[-1]["losses"] == load_trace(run / "trace-rank0.jsonl").steps[-1]["losses"]
+    assert len(golden.steps) == 10_000
+    assert golden.steps[-1]["losses"] == load_trace(run / "trace-rank0.jsonl").steps[-1]["losses"]
 
 
 # -- refusals --------------------------------------------------------------------------------------

@@ -13,5 +13,5 @@ from parity.golden.envid import (Provenance, environment_id, provenance_from_hea
 from parity.golden.store import list_environments, load_golden, save_golden
 from parity.golden.summary import golden_change_summary
 
-__all__ = ["Provenance", "environment_id", "golden_change_summary", "list_environments", "load_golden", "provenance_from_header",
-           "provenance_mismatches", "read_environment_facts", "save_golden"]
+__all__ = ["Provenance", "environment_id", "golden_change_summary", "list_environments", "load_golden",
+           "provenance_from_header", "provenance_mismatches", "read_environment_facts", "save_golden"]
