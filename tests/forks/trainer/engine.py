@@ -27,6 +27,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, total_steps: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch on the model's device (a no-op on CPU: the same tensors come back)."""
+    return {key: value.to(device) for key, value in batch.items()}
+
+
 def forward_batch(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(batch["features"])
 
@@ -36,8 +41,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     max_batches: int | None = None) -> tuple[float, int]:
     """Train on at most `max_batches` batches; return the mean loss and how many batches were used."""
     model.train()
+    device = next(model.parameters()).device
     total, seen = 0.0, 0
     for batch in loader:
+        batch = to_device(batch, device)
         optimizer.zero_grad(set_to_none=True)
         logits = forward_batch(model, batch)
         loss = F.cross_entropy(logits, batch["label"])
@@ -55,9 +62,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """Mean loss and accuracy over `loader`; leaves the model back in training mode."""
     model.eval()
+    device = next(model.parameters()).device
     loss_sum, correct, count = 0.0, 0, 0
     with torch.no_grad():
         for batch in loader:
+            batch = to_device(batch, device)
             logits = forward_batch(model, batch)
             loss_sum += F.cross_entropy(logits, batch["label"], reduction="sum").item()
             correct += (logits.argmax(dim=-1) == batch["label"]).sum().item()

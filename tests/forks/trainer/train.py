@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=None, help="stop after this many updates")
     parser.add_argument("--out-dir", default=None, help="where the checkpoint goes (default: CONFIG output_dir)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the data pipeline stays on the CPU)")
     return parser.parse_args(argv)
 
 
@@ -46,7 +47,7 @@ def main(config: dict | None = None, argv: list[str] | None = None) -> int:
     train_set, val_set, vocab = data.prepare_datasets(cfg)
     train_loader = data.make_loader(train_set, cfg)
     val_loader = data.make_loader(val_set, cfg, train=False)
-    net = model.build_model(cfg, data.NUM_FEATURES, len(vocab))
+    net = model.build_model(cfg, data.NUM_FEATURES, len(vocab)).to(args.device)
     if cfg["compile_backend"]:
         net = torch.compile(net, backend=cfg["compile_backend"])
 
