@@ -109,8 +109,9 @@ def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_environment_id_of_a_recorded_header(recorded_run: Path) -> None:
     header = load_trace(recorded_run / "trace-rank0.jsonl").header
     threads = header["meta"]["numerics"]["num_threads"]
-    # Headers do not record the CPU's vector capability yet, so the id must not claim one.
-    assert environment_id(header["meta"]) == f"cpu-x86_64-torch2.13-threads{threads}"
+    # Capture records the vector capability torch dispatches CPU kernels to: it names the environment.
+    capability = header["meta"]["cpu_capability"].lower()
+    assert environment_id(header["meta"]) == f"cpu-x86_64-{capability}-torch2.13-threads{threads}"
 
 
 @pytest.mark.parametrize("meta, expected", [

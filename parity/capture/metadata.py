@@ -84,6 +84,19 @@ def load_average() -> list[float] | None:
         return None
 
 
+#: Header keys of the facts that bitwise results depend on beyond versions (golden environment ids use them).
+META_MACHINE = "machine"
+META_CPU_CAPABILITY = "cpu_capability"
+META_CUDNN = "cudnn"
+
+
+def environment_facts() -> dict[str, Any]:
+    """CPU architecture, the vector capability torch dispatches CPU kernels to, and the cuDNN version."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {META_MACHINE: platform.machine(), META_CPU_CAPABILITY: torch.backends.cpu.get_cpu_capability(),
+            META_CUDNN: cudnn}
+
+
 def run_metadata() -> dict[str, Any]:
     """Everything known about the process when capture starts."""
     device = "cpu"
@@ -104,4 +117,5 @@ def run_metadata() -> dict[str, Any]:
         # Step times of two runs mean little when the machine was busy; the report says so from these.
         "load": load_average(),
         "cpus": os.cpu_count(),
+        **environment_facts(),
     }

@@ -10,33 +10,16 @@ from typing import Any
 from parity.exceptions import GoldenError
 from parity.trace import schema
 
-# Header meta keys this module reads. `run_metadata` (parity/capture/metadata.py) writes the RUN_* keys
-# of the schema (device, torch, cuda, platform, numerics) today; the three below are what `read_environment_facts`
-# returns for it to add. A header without them gets an id and a provenance without them, never a
-# guess from the machine that happens to read the trace.
-META_MACHINE = "machine"
-META_CPU_CAPABILITY = "cpu_capability"
-META_CUDNN = "cudnn"
+# Header meta keys this module reads beyond the schema's RUN_* keys: capture writes them into every trace
+# header (parity.capture.metadata.environment_facts); an environment id is built from a header only, never
+# from the machine that happens to read the trace.
+from parity.capture.metadata import META_CPU_CAPABILITY, META_CUDNN, META_MACHINE  # noqa: E402
+from parity.capture.metadata import environment_facts as read_environment_facts  # noqa: E402,F401
 
 #: CPU architectures as `platform.platform()` spells them, mapped to one name per instruction set.
 _ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64", "ppc64le": "ppc64le",
            "s390x": "s390x", "riscv64": "riscv64", "i686": "i686", "i386": "i686"}
 _ARCH_TOKEN = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(_ARCHES, key=len, reverse=True)) + r")(?![a-z0-9])")
-
-
-def read_environment_facts() -> dict[str, Any]:
-    """The facts bitwise results depend on that trace headers lack today, read from this process.
-
-    Meant for capture (`run_metadata`) to merge into the header meta; never used to fill in a header
-    read from disk, because the trace may come from another machine.
-    """
-    import platform
-
-    import torch
-
-    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    return {META_MACHINE: platform.machine(), META_CPU_CAPABILITY: torch.backends.cpu.get_cpu_capability(),
-            META_CUDNN: cudnn}
 
 
 def _major_minor(version: Any) -> str | None:
