@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from parity.checks.bands import Bands, apply_bands
 from parity.checks.base import Finding, Tolerance
 from parity.checks.causes import Cause, rank_causes
 from parity.checks.code import CodeChanges, code_changes
@@ -167,7 +168,7 @@ def _apply_noise_floor(findings: list[Finding], floor: list[Finding], baseline: 
 
 def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = Tolerance(),
                    baseline_repeat: Trace | None = None, ignore_args: frozenset[str] = frozenset(),
-                   tolerances: Mapping[str, Tolerance] | None = None) -> Comparison:
+                   tolerances: Mapping[str, Tolerance] | None = None, bands: Bands | None = None) -> Comparison:
     """Compare two traces; with `baseline_repeat`, judge differences against the baseline's noise floor.
 
     Tolerances, per check: `tolerances` maps a check name of TOLERANT_CHECKS ("loss", "grad_norm",
@@ -177,11 +178,16 @@ def compare_traces(baseline: Trace, candidate: Trace, *, tolerance: Tolerance = 
     compares exact bits. Within its tolerance a check says EQUIVALENT and its evidence states the
     tolerance and the largest difference observed; an unknown check name raises ConfigError. The noise
     floor (`baseline_repeat` against the baseline) is always measured exactly.
+
+    `bands` (from `parity calibrate`: the baseline recorded K times) makes a difference EQUIVALENT where
+    it stays inside the band the baseline shows against itself; `Comparison.noise["bands"]` says how.
     """
     findings = run_checks(baseline, candidate, tolerance, ignore_args, tolerances)
     noise = None
     if baseline_repeat is not None:
         noise = _apply_noise_floor(findings, run_checks(baseline, baseline_repeat, ignore_args=ignore_args), baseline)
+    if bands is not None:
+        noise = {**(noise or {}), "bands": apply_bands(findings, candidate, bands)}
     divergence = locate_first_divergence(findings)
     code = code_changes(baseline, candidate)
     verdict = _verdict(findings)

@@ -146,16 +146,17 @@ def _recommendations(c: Comparison, ctx: ReportContext) -> list[str]:
                    "steps in every measured channel; nothing needs to change to reproduce it.")
         if c.finding("step_order").status != schema.IDENTICAL:
             out.append("The loop order differs, but every training channel is bit-identical: the reordering is harmless here.")
-    if c.noise and c.noise["deterministic"]:
-        ops = c.noise["nondeterministic_ops"]
+    floor = c.noise if c.noise and "loss_max_rel" in c.noise else None
+    if floor and floor["deterministic"]:
+        ops = floor["nondeterministic_ops"]
         note = (f"; torch reported ops without a deterministic kernel ({', '.join(ops)}), but they did not change any bit here"
                 if ops else "")
         out.append(f"The baseline was recorded twice and is bit-identical with itself{note}: every difference above is "
                    "attributable to the candidate.")
-    if c.noise and not c.noise["deterministic"]:
-        ops = ", ".join(c.noise["nondeterministic_ops"]) or "no op reported by torch"
-        out.append(f"The baseline is not deterministic with itself (noise floor: loss rel {c.noise['loss_max_rel']:.3g}; "
-                   f"nondeterministic ops: {ops}). Differences within {c.noise['margin']:g}x that floor are not blamed on the candidate.")
+    if floor and not floor["deterministic"]:
+        ops = ", ".join(floor["nondeterministic_ops"]) or "no op reported by torch"
+        out.append(f"The baseline is not deterministic with itself (noise floor: loss rel {floor['loss_max_rel']:.3g}; "
+                   f"nondeterministic ops: {ops}). Differences within {floor['margin']:g}x that floor are not blamed on the candidate.")
     if c.verdict in (schema.DIFFERENT, schema.EQUIVALENT) and c.first_divergence:
         fd = c.first_divergence
         out.append(f"The first measured divergence is at step {fd['step']} in `{fd['channel']}`: {fd['diagnosis']}")
@@ -281,6 +282,26 @@ def _check_section(f: Finding, ctx: ReportContext) -> list[str]:
     return lines
 
 
+def _noise_lines(c: Comparison) -> list[str]:
+    """The noise floor the comparison was judged against: measured, calibrated, or none."""
+    if not c.noise:
+        return ["**Noise floor:** not measured (the baseline was recorded once; `--repeat` or `parity calibrate` "
+                "measures it): every difference is reported as is.", ""]
+    lines = []
+    if "loss_max_rel" in c.noise:
+        if c.noise["deterministic"]:
+            lines.append("**Noise floor: zero.** The baseline, recorded twice, is bit-identical with itself.")
+        else:
+            lines.append(f"**Noise floor:** the baseline differs from itself (loss rel up to {c.noise['loss_max_rel']:.3g}); "
+                         f"differences within {c.noise['margin']:g}x that are not blamed on the candidate.")
+    bands = c.noise.get("bands")
+    if bands:
+        widths = ", ".join(f"{k} {v:.3g}" for k, v in bands["widths"].items())
+        lines.append(f"**Calibrated band:** {bands['repeats']} runs of the baseline; "
+                     + ("bitwise deterministic (zero band)." if bands["deterministic"] else f"max band width: {widths}."))
+    return [*lines, ""]
+
+
 def _code_section(c: Comparison) -> list[str]:
     """The trainer's source files that differ, with the functions that changed (explanatory only)."""
     if not c.code.recorded:
@@ -329,6 +350,7 @@ class MarkdownReporter:
                   f"{min(len(ctx.baseline.steps), len(ctx.candidate.steps))} compared steps.", ""]
         if fd:
             lines += [f"**First divergence:** step {fd['step']}, channel `{fd['channel']}`: {fd['diagnosis']}", ""]
+        lines += _noise_lines(c)
         if c.causes:
             lines += ["**What changed, ranked by how directly it changes training**:", "", *_cause_lines(c), ""]
         lines += ["**Key findings**:", "", *_summary_lines(c, ctx), "", "### Quick reference: what changed?", "",
