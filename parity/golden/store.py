@@ -300,3 +300,38 @@ def _with_derived_values(text: str, path: Path) -> str:
                 scalar[schema.S_VALUE] = value
         lines[index] = encode_record(step)
     return "\n".join(lines)
+
+
+#: Beside a golden: the per-step bands `parity calibrate` measured for the same environment.
+BANDS_FILE = "bands.json"
+
+
+def save_bands(bands: "Bands", directory: str | os.PathLike, pair: str, env: str) -> Path:
+    """Store calibrated bands with the golden of `pair` for `env` (atomically, under the pair's lock)."""
+    pair_dir = Path(directory) / _path_component(pair, "pair name")
+    env_dir = pair_dir / _path_component(env, "environment")
+    path = env_dir / BANDS_FILE
+    try:
+        env_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(pair_dir, exclusive=True):
+            _write_atomic(path, (json.dumps(bands.to_json(), sort_keys=True) + "\n").encode(), _new_file_mode())
+    except OSError as exc:
+        raise GoldenError(f"{path}: cannot write the bands: {exc.strerror or exc}") from None
+    return path
+
+
+def load_bands(directory: str | os.PathLike, pair: str, env: str) -> "Bands | None":
+    """The calibrated bands stored for `pair` and `env`, or None when it was never calibrated there."""
+    from parity.checks.bands import BANDS_VERSION, Bands
+
+    path = Path(directory) / _path_component(pair, "pair name") / _path_component(env, "environment") / BANDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("version") != BANDS_VERSION:
+            raise GoldenError(f"{path}: wrong bands version {data.get('version')!r} instead of {BANDS_VERSION}; "
+                              "calibrate again with `parity calibrate`")
+        return Bands.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise GoldenError(f"{path}: unreadable bands ({exc}); calibrate again with `parity calibrate`") from None
