@@ -21,13 +21,16 @@ import tempfile
 import lzma
 import struct
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from parity.exceptions import GoldenError, GoldenMissingError
 from parity.golden.envid import Provenance, environment_id, provenance_from_header
 from parity.trace import schema
 from parity.trace.reader import Run, Trace, load_run, parse_trace
 from parity.trace.writer import encode_record
+
+if TYPE_CHECKING:
+    from parity.checks.bands import Bands
 
 GOLDEN_FORMAT = "parity.golden"
 GOLDEN_VERSION = 1
