@@ -109,6 +109,15 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "", *, runs_dir
     addoption(f"--{prefix}runs-dir", default=runs_dir, help=f"where recorded runs are kept (default: {runs_dir}/)")
 
 
+def add_golden_options(addoption: Callable[..., Any], prefix: str = "") -> None:
+    """Gate against stored goldens: `--golden`/`--update-golden` here, `--parity-golden`... under pytest."""
+    addoption(f"--{prefix}golden", action="store_true",
+              help="run only the candidate and compare it with the pair's stored golden for this environment "
+                   "(a missing golden is created and the gate fails that first time)")
+    addoption(f"--{prefix}update-golden", action="store_true",
+              help="re-record the baseline, rewrite its golden on purpose and print what changed per channel")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="parity", description="Differential testing for PyTorch training code.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,8 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  parity report --baseline runs/base --candidate runs/cand -o reports/base-vs-cand.md\n"
                               "  parity report --baseline git:HEAD~1 --command python train.py --steps 50\n\n" + EPILOG)
     p.add_argument("--pair", help="pair file or bundled pair name (parity/pairs/NAME.toml)")
-    p.add_argument("--baseline", help="run directory, trace file, or git:REV[:PATH] (default: the pair's baseline)")
-    p.add_argument("--candidate", help="run directory, trace file, or git:REV[:PATH] (default: the pair's candidate)")
+    p.add_argument("--baseline", help="run directory, trace file, git:REV[:PATH], or . for the working tree "
+                                      "(default: the pair's baseline)")
+    p.add_argument("--candidate", help="run directory, trace file, git:REV[:PATH], or . for the working tree "
+                                       "(default: the pair's candidate)")
     p.add_argument("--command", nargs=argparse.REMAINDER, help="command for git:REV sides when there is no pair (last option)")
     p.add_argument("--repeat", nargs="?", const=True, default=None, metavar="DIR",
                    help="noise floor of the baseline: with --pair or --command, `--repeat` records the baseline twice; "
@@ -153,8 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, epilog="example:\n  parity gate --pair toy-logging\n\n" + EPILOG)
     p.add_argument("--pair", required=True, help="pair file or bundled pair name")
     add_run_options(p.add_argument)
+    add_golden_options(p.add_argument)
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: failures on stderr; json: the comparison and the failures on stdout (default: text)")
+
+    p = sub.add_parser("golden", help="store a pair's baseline as its golden for this environment", formatter_class=fmt,
+                       epilog="examples:\n  parity golden save --pair toy-logging\n  parity golden update --pair toy-logging\n\n"
+                              "`save` refuses to replace an existing golden; `update` rewrites it and prints what changed\n"
+                              "per channel, for the pull request.\n" + EPILOG)
+    p.add_argument("action", choices=("save", "update"), help="save a new golden, or update (rewrite) an existing one")
+    p.add_argument("--pair", required=True, help="pair file or bundled pair name")
+    add_run_options(p.add_argument)
+
+    p = sub.add_parser("calibrate", help="record the baseline K times and store the per-step bands it varies by",
+                       formatter_class=fmt, epilog="example:\n  parity calibrate --pair toy-logging --repeats 3\n\n"
+                       "A bitwise-deterministic baseline gets a zero band. `parity gate --golden` then judges a\n"
+                       "candidate EQUIVALENT inside the band, and falls back to it where provenance differs.\n" + EPILOG)
+    p.add_argument("--pair", required=True, help="pair file or bundled pair name")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="runs of the baseline (default 3; at least 2)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="runs recorded in parallel (default 2)")
+    add_run_options(p.add_argument)
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text summary on stderr, or json on stdout")
 
     p = sub.add_parser("resume-check", help="stop at step k, resume in a fresh process, compare with a continuous run",
                        formatter_class=fmt, epilog="examples:\n  parity resume-check --pair toy-resume --controls\n"
@@ -261,8 +291,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return DIFFERENCES if result.failures else OK
 
 
+def _cmd_golden(args: argparse.Namespace) -> int:
+    result = session.golden_save(args.pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir,
+                                 update=args.action == "update")
+    if result.change_summary:
+        print(result.change_summary)
+    print(f"parity: golden of {result.pair} for {result.environment} {'updated' if result.updated else 'saved'} in "
+          f"{result.path}", file=sys.stderr)
+    return OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    result = session.calibrate(args.pair, repeats=args.repeats, jobs=args.jobs, steps=args.steps, device=args.device,
+                               runs_dir=args.runs_dir)
+    if args.format == "json":
+        emit(to_json_text(result.to_json()), None)
+    widths = ", ".join(f"{k} {v:.3g}" for k, v in result.widths.items())
+    what = "bitwise deterministic (zero band)" if result.deterministic else f"not deterministic: band widths {widths}"
+    print(f"parity: {result.pair} baseline over {result.repeats} runs on {result.environment}: {what}; bands in "
+          f"{result.path}", file=sys.stderr)
+    return OK
+
+
 def _cmd_gate(args: argparse.Namespace) -> int:
-    result = session.gate(args.pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir)
+    result = session.gate(args.pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir,
+                          golden=args.golden or None, update_golden=args.update_golden)
+    if result.golden and result.golden.change_summary:
+        print(result.golden.change_summary)
     name, c = result.pair.name, result.comparison
     if args.format == "json":
         emit(to_json_text(result.to_json()), None)
@@ -330,7 +385,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"ablate": _cmd_ablate, "audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
-            "resume-check": _cmd_resume_check}
+            "resume-check": _cmd_resume_check, "golden": _cmd_golden, "calibrate": _cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from parity.cli import add_run_options
+from parity.cli import add_golden_options, add_run_options
 from parity.results import GateResult
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity", "differential gates for declared trainer pairs")
     add_run_options(group.addoption, prefix="parity-", runs_dir="runs/pytest")
+    add_golden_options(group.addoption, prefix="parity-")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,7 +46,9 @@ def _gate(config: pytest.Config, path: Path) -> GateResult:
     cache = config.stash.setdefault(_GATES, {})
     if path not in cache:
         cache[path] = session.gate(path, steps=config.getoption("parity_steps"), device=config.getoption("parity_device"),
-                                   runs_dir=config.getoption("parity_runs_dir"))
+                                   runs_dir=config.getoption("parity_runs_dir"),
+                                   golden=config.getoption("parity_golden") or None,
+                                   update_golden=config.getoption("parity_update_golden"))
     return cache[path]
 
 
@@ -95,12 +98,15 @@ class PairItem(_GateItem):
             if not torch.cuda.is_available():
                 pytest.skip("needs a CUDA device")
         result = _gate(self.config, self.path)
-        failure = result.failure(self.check)
+        # A missing golden or a provenance the gate cannot judge fails every item of the pair.
+        failure = result.failure("golden") or result.failure(self.check)
         if failure is not None:
             fd = result.comparison.first_divergence
             first = f"\nfirst divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}" if fd else ""
-            raise PairMismatch(f"{self.check}: expected {failure.expected} ({failure.reason}), got {failure.actual} at "
-                               f"step {failure.step}: {failure.summary}{first}")
+            golden = " --golden" if result.golden is not None else ""
+            again = f"\nreproduce locally: parity gate --pair {self.path}{golden}"
+            raise PairMismatch(f"{failure.check}: expected {failure.expected} ({failure.reason}), got {failure.actual} at "
+                               f"step {failure.step}: {failure.summary}{first}{again}")
 
 
 class ResumeItem(_GateItem):

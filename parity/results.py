@@ -11,8 +11,8 @@ from parity.pairs import Pair, ResumeProtocol, Toggle
 from parity.resume.analysis import SegmentResult
 from parity.trace.reader import Trace
 
-__all__ = ["AblationResult", "Comparison", "GateFailure", "GateResult", "PairRuns", "ReportResult", "ResumeResult",
-           "SegmentResult", "ToggleResult"]
+__all__ = ["AblationResult", "CalibrationResult", "Comparison", "GateFailure", "GateResult", "GoldenResult", "PairRuns",
+           "ReportResult", "ResumeResult", "SegmentResult", "ToggleResult"]
 
 
 @dataclass
@@ -45,6 +45,8 @@ class GateResult:
     comparison: Comparison
     failures: list[GateFailure]
     runs: PairRuns | None = None
+    golden: "GoldenResult | None" = None
+    """Set when the gate compared against a stored golden (or had to create one)."""
 
     @property
     def passed(self) -> bool:
@@ -55,7 +57,48 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"pair": self.pair.name, "passed": self.passed, "failures": [f.__dict__ for f in self.failures],
-                "comparison": self.comparison.to_json()}
+                "comparison": self.comparison.to_json(), "golden": self.golden.to_json() if self.golden else None}
+
+
+@dataclass
+class GoldenResult:
+    """A golden of one pair and environment: where it is, whether this call created or rewrote it, how its
+    provenance compares with the run at hand, and (on an update) what changed, per channel."""
+
+    pair: str
+    environment: str
+    path: Path
+    created: bool = False
+    updated: bool = False
+    provenance_mismatches: list[str] = field(default_factory=list)
+    change_summary: str | None = None
+    """Markdown for a pull request: what the rewrite changed per channel (None unless updated)."""
+    banded: bool = False
+    """True when differences were judged against calibrated bands (provenance differs, bands stored)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair": self.pair, "environment": self.environment, "path": str(self.path), "created": self.created,
+                "updated": self.updated, "provenance_mismatches": self.provenance_mismatches,
+                "change_summary": self.change_summary, "banded": self.banded}
+
+
+@dataclass
+class CalibrationResult:
+    """K recordings of a pair's baseline and the per-step bands they span, stored beside the golden."""
+
+    pair: str
+    environment: str
+    repeats: int
+    deterministic: bool
+    widths: dict[str, float]
+    digests_stable: dict[str, bool]
+    path: Path
+    runs: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair": self.pair, "environment": self.environment, "repeats": self.repeats,
+                "deterministic": self.deterministic, "widths": self.widths, "digests_stable": self.digests_stable,
+                "path": str(self.path), "runs": [str(r) for r in self.runs]}
 
 
 @dataclass

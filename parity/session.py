@@ -15,8 +15,9 @@ from parity.checks.base import Tolerance
 from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
 from parity.pairs import VERDICT, Pair, Side, load_pair
-from parity.results import AblationResult, GateFailure, GateResult, PairRuns, ReportResult, ResumeResult
-from parity.sides import GIT_PREFIX, record_side, resolve_side
+from parity.results import (AblationResult, CalibrationResult, GateFailure, GateResult, GoldenResult, PairRuns,
+                            ReportResult, ResumeResult)
+from parity.sides import GIT_PREFIX, WORKING_TREE, record_side, resolve_side
 from parity.trace.reader import Run, Trace, load_run
 
 __all__ = ["GateFailure", "GateResult", "PairRuns", "ReportResult", "ablate", "compare", "compare_with_traces", "gate",
@@ -40,20 +41,22 @@ def _trace_of(run: Run, rank: int) -> Trace:
 
 
 def compare(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None,
-            baseline_repeat: str | Path | None = None, rank: int = 0,
-            ignore_args: frozenset[str] = frozenset()) -> Comparison:
-    """Compare two recorded runs (rank `rank` of each)."""
+            baseline_repeat: str | Path | None = None, rank: int = 0, ignore_args: frozenset[str] = frozenset(),
+            tolerances: Mapping[str, Tolerance] | None = None) -> Comparison:
+    """Compare two recorded runs (rank `rank` of each); `tolerances` maps check names to tolerances."""
     return compare_with_traces(baseline, candidate, tolerance=tolerance, baseline_repeat=baseline_repeat, rank=rank,
-                               ignore_args=ignore_args)[0]
+                               ignore_args=ignore_args, tolerances=tolerances)[0]
 
 
 def compare_with_traces(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None,
                         baseline_repeat: str | Path | None = None, rank: int = 0,
-                        ignore_args: frozenset[str] = frozenset()) -> tuple[Comparison, Trace, Trace]:
+                        ignore_args: frozenset[str] = frozenset(),
+                        tolerances: Mapping[str, Tolerance] | None = None) -> tuple[Comparison, Trace, Trace]:
     """Like `compare`, also returning the two traces it read (reports need them; traces are read once)."""
     base, cand = _trace_of(load_run(baseline), rank), _trace_of(load_run(candidate), rank)
     repeat = _trace_of(load_run(baseline_repeat), rank) if baseline_repeat else None
-    c = compare_traces(base, cand, tolerance=tolerance or Tolerance(), baseline_repeat=repeat, ignore_args=ignore_args)
+    c = compare_traces(base, cand, tolerance=tolerance or Tolerance(), baseline_repeat=repeat, ignore_args=ignore_args,
+                       tolerances=tolerances)
     return c, base, cand
 
 
@@ -65,12 +68,6 @@ def tolerances(pair: Pair | None, override: Tolerance | None = None) -> dict[str
     if override is not None:
         chosen["loss"] = override
     return chosen
-
-
-def _loss_tolerance(chosen: Mapping[str, Tolerance]) -> Tolerance:
-    # The checks take one Tolerance today, applied to the loss; grad_norm and lr_schedule entries are
-    # kept in the mapping for when their checks take one too (they stay exact until then: stricter, never laxer).
-    return chosen.get("loss", Tolerance())
 
 
 def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str | None = None,
@@ -121,17 +118,22 @@ def gate_failures(pair: Pair, comparison: Comparison) -> list[GateFailure]:
 
 
 def gate(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs",
-         tolerance: Tolerance | None = None, golden: str | Path | None = None) -> GateResult:
+         tolerance: Tolerance | None = None, golden: bool | str | Path | None = None,
+         update_golden: bool = False) -> GateResult:
     """Record the pair (cached), compare with the pair's tolerances, and judge its expectations.
 
-    `golden`: a stored recording of the baseline (a run directory or trace file) to compare against
-    instead of recording the baseline; only the candidate is then recorded. parity/golden/ finds it
-    under `pair.golden.dir` for the current environment. `tolerance` overrides the pair's loss tolerance.
+    `golden=True`: compare the candidate with the pair's stored golden for the candidate's environment
+    (only the candidate is recorded; see `_gate_on_golden`). `golden=PATH`: a recording of the baseline
+    (run directory or trace file) to compare against instead. `update_golden`: re-record the baseline
+    and rewrite its golden on purpose first. `tolerance` overrides the pair's loss tolerance.
     """
     pair = load(pair)
+    if golden is True or update_golden:
+        return _gate_on_golden(pair, steps=steps, device=device, runs_dir=runs_dir, tolerance=tolerance,
+                               update=update_golden)
     runs = run_pair(pair, baseline=str(golden) if golden is not None else None, steps=steps, device=device,
                     runs_dir=runs_dir, repeat=False if golden is not None else None)
-    comparison = compare(runs.baseline, runs.candidate, tolerance=_loss_tolerance(tolerances(pair, tolerance)),
+    comparison = compare(runs.baseline, runs.candidate, tolerances=tolerances(pair, tolerance),
                          baseline_repeat=runs.baseline_repeat, ignore_args=pair.ignore_args)
     return GateResult(pair, comparison, gate_failures(pair, comparison), runs)
 
@@ -157,12 +159,12 @@ def report(pair: str | Path | Pair | None = None, *, baseline: str | None = None
                     runs_dir=runs_dir, repeat=False if repeat_dir else repeat)
     if repeat_dir:
         runs = dataclasses.replace(runs, baseline_repeat=Path(repeat_dir))
-    c, base, cand = compare_with_traces(runs.baseline, runs.candidate,
-                                        tolerance=_loss_tolerance(tolerances(pair, tolerance)),
+    c, base, cand = compare_with_traces(runs.baseline, runs.candidate, tolerances=tolerances(pair, tolerance),
                                         baseline_repeat=runs.baseline_repeat,
                                         ignore_args=pair.ignore_args if pair else frozenset())
     # Pair sides, git:REV sides and `--repeat` are recorded by this command; given run directories are not.
-    records_runs = repeat is True or any(spec is None or spec.startswith(GIT_PREFIX) for spec in (baseline, candidate))
+    records_runs = repeat is True or any(spec is None or spec == WORKING_TREE or spec.startswith(GIT_PREFIX)
+                                         for spec in (baseline, candidate))
     from parity.report.reproduce import reproduce_block
 
     commands = reproduce_block([runs.baseline, runs.candidate, runs.baseline_repeat], invocation,
@@ -199,3 +201,121 @@ def resume_check(pair: str | Path | Pair, *, splits: Sequence[int] | None = None
     protocol = load(pair).resume_protocol()
     return ResumeRunner(protocol, Path(runs_dir), device).run(splits=list(splits) if splits else None, double=double,
                                                               controls=controls)
+
+
+# -- goldens and calibration ----------------------------------------------------------------------------
+def _provenance_inputs(pair: Pair) -> dict[str, str | None]:
+    import hashlib
+
+    from parity.sides import code_revision
+
+    return {"pair_file_hash": hashlib.sha256(pair.path.read_bytes()).hexdigest()[:16],
+            "code_revision": code_revision(pair.path.parent)}
+
+
+def _record_side_alone(pair: Pair, which: str, *, steps: int | None, device: str, runs_dir: str | Path,
+                       out: Path | None = None, salt: str = "") -> Trace:
+    side = pair.baseline if which == "baseline" else pair.candidate
+    out = out or Path(runs_dir) / pair.name / which
+    record_side(side, out, steps=side.budget(device, steps), device=device, cache_dir=Path(runs_dir) / ".cache",
+                salt=salt)
+    return load_run(out).primary
+
+
+def golden_save(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs",
+                update: bool = False) -> GoldenResult:
+    """Record the pair's baseline and store it as the golden for the environment it ran in.
+
+    An existing golden is rewritten only with `update=True` (then `change_summary` says what changed,
+    per channel); otherwise refused, so that a golden is never replaced by accident."""
+    from parity.golden.envid import environment_id
+    from parity.golden.store import list_environments, load_golden, save_golden
+    from parity.golden.summary import golden_change_summary
+
+    pair = load(pair)
+    trace = _record_side_alone(pair, "baseline", steps=steps, device=device, runs_dir=runs_dir)
+    env = environment_id(trace.header.get("meta") or {})
+    old = None
+    if env in list_environments(pair.golden.dir, pair.name):
+        if not update:
+            raise ConfigError(f"{pair.golden.dir / pair.name / env}: a golden of {pair.name} for {env} exists; "
+                              f"rewrite it on purpose with `parity golden update --pair {pair.name}`",
+                              docs="README.md#use-it-in-ci")
+        old, _ = load_golden(pair.golden.dir, pair.name, env)
+    path = save_golden(trace, pair.golden.dir, pair_name=pair.name, **_provenance_inputs(pair))
+    summary = golden_change_summary(old, trace) if old is not None else None
+    return GoldenResult(pair.name, env, path, created=old is None, updated=old is not None, change_summary=summary)
+
+
+def _gate_on_golden(pair: Pair, *, steps: int | None, device: str, runs_dir: str | Path,
+                    tolerance: Tolerance | None, update: bool) -> GateResult:
+    """Only the candidate runs; it is compared with the golden of its own environment.
+
+    A missing golden is created from a fresh baseline run and the gate FAILS that first time (a golden
+    is never accepted silently). Where the golden's provenance differs from the candidate's (another
+    torch, other deterministic flags), bitwise expectations do not hold: the comparison falls back to
+    the calibrated bands stored with the golden, and without bands the gate fails saying which field
+    differs, instead of failing on noise or passing blindly."""
+    from parity.exceptions import GoldenMissingError
+    from parity.golden.envid import environment_id, provenance_from_header, provenance_mismatches
+    from parity.golden.store import load_bands, load_golden
+
+    saved = golden_save(pair, steps=steps, device=device, runs_dir=runs_dir, update=True) if update else None
+    candidate = _record_side_alone(pair, "candidate", steps=steps, device=device, runs_dir=runs_dir)
+    env = environment_id(candidate.header.get("meta") or {})
+    cand_dir = Path(runs_dir) / pair.name / "candidate"
+    try:
+        golden, provenance = load_golden(pair.golden.dir, pair.name, env)
+    except GoldenMissingError:
+        created = golden_save(pair, steps=steps, device=device, runs_dir=runs_dir)
+        golden, _ = load_golden(pair.golden.dir, pair.name, created.environment)
+        comparison = compare_traces(golden, candidate, tolerances=tolerances(pair, tolerance), ignore_args=pair.ignore_args)
+        missing = GateFailure("golden", "stored", "missing", None,
+                              f"no golden of {pair.name} for environment {env}: created {created.path} from the "
+                              "baseline; review it, commit it and run the gate again", "a golden is never accepted silently")
+        return GateResult(pair, comparison, [missing, *gate_failures(pair, comparison)],
+                          PairRuns(created.path, cand_dir), created)
+    mismatches = provenance_mismatches(provenance, provenance_from_header(candidate.header, **_provenance_inputs(pair)))
+    bands = load_bands(pair.golden.dir, pair.name, env)
+    use_bands = bands if bands is not None and (mismatches or not bands.deterministic) else None
+    comparison = compare_traces(golden, candidate, tolerances=tolerances(pair, tolerance), ignore_args=pair.ignore_args,
+                                bands=use_bands)
+    failures = gate_failures(pair, comparison)
+    if mismatches and use_bands is None:
+        failures.insert(0, GateFailure("golden", "matching provenance", "; ".join(mismatches), None,
+                                       "bitwise expectations hold only where provenance matches, and no calibrated band "
+                                       f"is stored to fall back on: run `parity calibrate --pair {pair.name}` or save a "
+                                       "golden for this environment", "provenance differs"))
+    info = GoldenResult(pair.name, env, pair.golden.dir / pair.name / env, updated=saved is not None,
+                        provenance_mismatches=mismatches, change_summary=saved.change_summary if saved else None,
+                        banded=use_bands is not None)
+    return GateResult(pair, comparison, failures, PairRuns(info.path, cand_dir), info)
+
+
+def calibrate(pair: str | Path | Pair, *, repeats: int = 3, jobs: int = 2, steps: int | None = None, device: str = "cpu",
+              runs_dir: str | Path = "runs") -> CalibrationResult:
+    """Record the baseline `repeats` times (in parallel, `jobs` at once) and store the per-step bands they
+    span beside the pair's golden for that environment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from parity.checks.bands import compute_bands
+    from parity.golden.envid import environment_id
+    from parity.golden.store import save_bands
+
+    if repeats < 2:
+        raise ConfigError(f"--repeats {repeats}: a band needs at least 2 runs of the baseline", docs="README.md#use-it-in-ci")
+    pair = load(pair)
+    outs = [Path(runs_dir) / pair.name / "calibrate" / f"run-{i}" for i in range(repeats)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        traces = list(pool.map(lambda iv: _record_side_alone(pair, "baseline", steps=steps, device=device,
+                                                             runs_dir=runs_dir, out=iv[1], salt=f"calibrate-{iv[0]}"),
+                               enumerate(outs)))
+    envs = {environment_id(t.header.get("meta") or {}) for t in traces}
+    if len(envs) != 1:
+        raise ConfigError(f"{pair.name}: the calibration runs recorded different environments ({sorted(envs)})")
+    bands = compute_bands(traces)
+    env = envs.pop()
+    path = save_bands(bands, pair.golden.dir, pair.name, env)
+    return CalibrationResult(pair.name, env, repeats, bands.deterministic,
+                             {c: bands.width(c) for c in ("loss", "grad_norm", "lr_schedule")}, bands.digests_stable,
+                             path, outs)

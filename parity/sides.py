@@ -20,6 +20,8 @@ from parity.trace import schema
 from parity.trace.writer import encode_record
 
 GIT_PREFIX = "git:"
+#: A side spec meaning "record this side from the working tree as it is" (`--candidate .`).
+WORKING_TREE = "."
 
 
 def _say(message: str) -> None:
@@ -160,7 +162,13 @@ def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | No
             record(fallback, out, steps=fallback.budget(device, steps), device=device,
                    cwd=tree / sub if sub else tree, label=f"{fallback.name} at {rev}")
         return out
+    if spec == WORKING_TREE:
+        # The checkout as it is, uncommitted changes included: what a pull request's CI job tests.
+        if fallback is None:
+            raise ConfigError(f"{spec}: the working tree as a side needs a command; give --pair or --command")
+        record(fallback, out, steps=fallback.budget(device, steps), device=device, label=f"{fallback.name} (working tree)")
+        return out
     path = Path(spec)
     if path.is_dir() or path.is_file():
         return path
-    raise ConfigError(f"{spec}: not a run directory, a trace file or git:REV (record one with `parity record`)")
+    raise ConfigError(f"{spec}: not a run directory, a trace file, git:REV or . (record one with `parity record`)")

@@ -52,3 +52,13 @@ def test_git_baseline_against_working_tree(trainer_repo):
 def test_unknown_revision_is_exit_2(trainer_repo):
     proc = _report(trainer_repo, "--baseline", "git:no-such-rev", "--command", sys.executable, "train.py")
     assert proc.returncode == 2 and "unknown revision" in proc.stderr
+
+
+def test_dot_candidate_is_the_working_tree(trainer_repo):
+    # The CI recipe's command: the base revision in a temporary worktree against the checkout as it is.
+    proc = _report(trainer_repo, "--baseline", "git:HEAD", "--candidate", ".", "--format", "json", "--command",
+                   sys.executable, "train.py", "--steps", "4", "--ckpt-dir", "ckpt")
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["first_divergence"]["channel"] == "lr"
+    assert "(working tree)" in proc.stderr

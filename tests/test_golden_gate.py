@@ -1,0 +1,137 @@
+"""Gates on stored goldens: created and failed the first time, then only the candidate runs; updates say
+what changed; a provenance that differs falls back to calibrated bands or fails saying which field;
+calibration tells a deterministic baseline from a nondeterministic one; parallel gates share one golden."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parity import session
+from parity.golden.store import INDEX_FILE, list_environments, load_golden
+from parity.trace import schema
+
+from conftest import REPO, TOY
+
+pytestmark = pytest.mark.slow
+STEPS = 4
+
+
+def _pair(folder: Path, name: str = "toy-golden", candidate: str = "train.py", baseline_args: str = "") -> Path:
+    path = folder / "pairs" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = f'["{{python}}", "{TOY / "train.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"{baseline_args}]'
+    cand = f'["{{python}}", "{TOY / candidate}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]'
+    path.write_text(f"""
+[pair]
+name = "{name}"
+ignore_args = ["ckpt_dir", "lr"]
+[baseline]
+command = {base}
+steps = {STEPS}
+env = {{ OMP_NUM_THREADS = "1" }}
+[candidate]
+command = {cand}
+steps = {STEPS}
+env = {{ OMP_NUM_THREADS = "1" }}
+[golden]
+dir = "{folder / 'goldens'}"
+[[expect]]
+check = "verdict"
+status = "IDENTICAL"
+""")
+    return path
+
+
+def _parity(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "parity", *args], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> tuple[Path, Path]:
+    """A pair whose golden was created by a first gate (which failed, as it must)."""
+    root = tmp_path_factory.mktemp("golden-gate")
+    pair, runs = _pair(root), root / "runs"
+    first = _parity("gate", "--pair", str(pair), "--golden", "--runs-dir", str(runs))
+    assert first.returncode == 1, first.stderr
+    assert "no golden of toy-golden for environment" in first.stderr and "created" in first.stderr
+    return pair, runs
+
+
+def test_a_missing_golden_is_created_and_fails_the_first_gate(stored) -> None:
+    pair, _ = stored
+    goldens = pair.parent.parent / "goldens"
+    [env] = list_environments(goldens, "toy-golden")
+    trace, provenance = load_golden(goldens, "toy-golden", env)
+    assert len(trace.steps) == STEPS and provenance.threads == 1
+
+
+def test_the_second_gate_runs_only_the_candidate_and_passes(stored) -> None:
+    pair, runs = stored
+    result = session.gate(pair, runs_dir=runs, golden=True)
+    assert result.passed and result.comparison.verdict == schema.IDENTICAL
+    assert result.runs.baseline == result.golden.path and not result.golden.provenance_mismatches
+
+
+def test_saving_over_a_golden_is_refused_and_update_reports_what_changed(stored, tmp_path) -> None:
+    pair, runs = stored
+    again = _parity("golden", "save", "--pair", str(pair), "--runs-dir", str(runs))
+    errors = [line for line in again.stderr.splitlines() if line.startswith("parity: error:")]
+    assert again.returncode == 2 and len(errors) == 1 and "parity golden update" in errors[0]
+    assert "Traceback" not in again.stderr
+    changed = _pair(tmp_path, baseline_args=', "--lr", "2e-3"')
+    changed.write_text(changed.read_text().replace(str(tmp_path / "goldens"), str(pair.parent.parent / "goldens")))
+    before = load_golden(pair.parent.parent / "goldens", "toy-golden", list_environments(pair.parent.parent / "goldens", "toy-golden")[0])[0]
+    update = _parity("golden", "update", "--pair", str(changed), "--runs-dir", str(tmp_path / "runs"))
+    assert update.returncode == 0, update.stderr
+    assert "loss" in update.stdout and "step 0" in update.stdout, update.stdout
+    # Put the original golden back for the other tests of this module.
+    from parity.golden.store import save_golden
+
+    save_golden(before, pair.parent.parent / "goldens", pair_name="toy-golden", pair_file_hash=None, code_revision=None)
+
+
+def test_a_provenance_mismatch_fails_without_bands_and_falls_back_to_them(stored) -> None:
+    pair, runs = stored
+    goldens = pair.parent.parent / "goldens"
+    [env] = list_environments(goldens, "toy-golden")
+    index_path = goldens / "toy-golden" / env / INDEX_FILE
+    original = index_path.read_text()
+    index = json.loads(original)
+    index["provenance"]["torch"] = "1.0.0"
+    index_path.write_text(json.dumps(index))
+    try:
+        result = session.gate(pair, runs_dir=runs, golden=True)
+        failure = result.failure("golden")
+        assert failure is not None and "torch: golden 1.0.0" in failure.actual and "parity calibrate" in failure.summary
+        calibration = session.calibrate(pair, repeats=2, runs_dir=runs)
+        assert calibration.deterministic
+        banded = session.gate(pair, runs_dir=runs, golden=True)
+        assert banded.passed and banded.golden.banded and banded.golden.provenance_mismatches
+    finally:
+        index_path.write_text(original)
+        (goldens / "toy-golden" / env / "bands.json").unlink(missing_ok=True)
+
+
+def test_calibration_measures_a_nondeterministic_baseline(tmp_path) -> None:
+    pair = _pair(tmp_path, name="toy-noisy", candidate="variants/nondeterministic.py")
+    text = pair.read_text().replace(f'"{TOY / "train.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]\nsteps',
+                                    f'"{TOY / "variants/nondeterministic.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]\nsteps', 1)
+    pair.write_text(text)
+    result = session.calibrate(pair, repeats=2, runs_dir=tmp_path / "runs")
+    assert not result.deterministic and result.widths["loss"] > 0
+
+
+def test_two_gates_at_once_share_one_golden(stored, tmp_path) -> None:
+    pair, _ = stored
+    procs = [subprocess.Popen([sys.executable, "-m", "parity", "gate", "--pair", str(pair), "--golden", "--runs-dir",
+                               str(tmp_path / f"runs-{i}")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    goldens = pair.parent.parent / "goldens"
+    load_golden(goldens, "toy-golden", list_environments(goldens, "toy-golden")[0])  # still intact: checksum holds
