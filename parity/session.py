@@ -140,7 +140,8 @@ def gate(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cp
 
 def _on_cuda(*traces: Trace) -> bool:
     """Whether any side ran on a GPU: its Reproduce block then installs without the CPU torch pin."""
-    return any(str(t.header.get("meta", {}).get("device", "")).startswith("cuda") for t in traces)
+    # The header names the device torch ran on: "cpu", or the GPU's name ("NVIDIA H200").
+    return any(str(t.header.get("meta", {}).get("device") or "cpu") != "cpu" for t in traces)
 
 
 def report(pair: str | Path | Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,

@@ -146,6 +146,7 @@ def test_model_structure_changes_are_named(change: dict, kind: str, name: str) -
 def test_a_renamed_root_class_with_the_same_contents_is_the_same_model() -> None:
     renamed = _model()
     renamed["roots"][0]["class"] = "fork.model.Net"
+    renamed["roots"][0]["modules"][0] = ["", "ForkNet"]
     assert check_model(_trace(), _trace(model=renamed)).status == schema.IDENTICAL
 
 

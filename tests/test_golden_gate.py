@@ -21,10 +21,11 @@ pytestmark = pytest.mark.slow
 STEPS = 4
 
 
-def _pair(folder: Path, name: str = "toy-golden", candidate: str = "train.py", baseline_args: str = "") -> Path:
+def _pair(folder: Path, name: str = "toy-golden", candidate: str = "train.py", baseline_args: str = "",
+          baseline: str = "train.py") -> Path:
     path = folder / "pairs" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    base = f'["{{python}}", "{TOY / "train.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"{baseline_args}]'
+    base = f'["{{python}}", "{TOY / baseline}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"{baseline_args}]'
     cand = f'["{{python}}", "{TOY / candidate}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]'
     path.write_text(f"""
 [pair]
@@ -118,12 +119,10 @@ def test_a_provenance_mismatch_fails_without_bands_and_falls_back_to_them(stored
 
 
 def test_calibration_measures_a_nondeterministic_baseline(tmp_path) -> None:
-    pair = _pair(tmp_path, name="toy-noisy", candidate="variants/nondeterministic.py")
-    text = pair.read_text().replace(f'"{TOY / "train.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]\nsteps',
-                                    f'"{TOY / "variants/nondeterministic.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]\nsteps', 1)
-    pair.write_text(text)
+    pair = _pair(tmp_path, name="toy-noisy", baseline="variants/nondeterministic.py")
     result = session.calibrate(pair, repeats=2, runs_dir=tmp_path / "runs")
-    assert not result.deterministic and result.widths["loss"] > 0
+    # Its noise sits near fp32 resolution: the parameters always differ, the loss often does.
+    assert not result.deterministic and not result.digests_stable["params"]
 
 
 def test_two_gates_at_once_share_one_golden(stored, tmp_path) -> None:

@@ -17,3 +17,11 @@ def test_project_paths_in_findings_are_written_from_the_root(tmp_path: Path) -> 
     text = MarkdownReporter().render(compare_traces(base, cand), ReportContext(base, cand), None)
     assert "runs/a/out" in text and "runs/b/out" in text
     assert str(tmp_path) not in text
+
+
+def test_a_gpu_run_is_reproduced_without_the_cpu_torch_pin() -> None:
+    from parity.session import _on_cuda
+
+    cpu, gpu = _trace(), _trace()
+    cpu.header["meta"]["device"], gpu.header["meta"]["device"] = "cpu", "NVIDIA H200"
+    assert not _on_cuda(cpu, cpu) and _on_cuda(cpu, gpu)

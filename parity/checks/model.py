@@ -47,8 +47,9 @@ def _fmt(values: tuple, fields: tuple[str, ...]) -> dict[str, Any]:
 
 def _root_changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     changes = []
-    modules_a = {fqn: (_short(cls),) for fqn, cls in a.get(ROOT_MODULES, [])}
-    modules_b = {fqn: (_short(cls),) for fqn, cls in b.get(ROOT_MODULES, [])}
+    # The root itself ("") is left out: a fork may rename the model class; what it holds is compared.
+    modules_a = {fqn: (_short(cls),) for fqn, cls in a.get(ROOT_MODULES, []) if fqn}
+    modules_b = {fqn: (_short(cls),) for fqn, cls in b.get(ROOT_MODULES, []) if fqn}
     changes += _diff_named(modules_a, modules_b, "module", ("class",))
     changes += _diff_named(_index(a.get(ROOT_PARAMS, []), 4), _index(b.get(ROOT_PARAMS, []), 4), "parameter",
                            ("shape", "dtype", "requires_grad"))
