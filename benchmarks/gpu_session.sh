@@ -3,6 +3,7 @@
 # (and, on the lent device machine, as reports.tgz under $OUT).
 #   bash benchmarks/gpu_session.sh single   # one GPU: histocc + nsd pairs, capture overhead
 #   bash benchmarks/gpu_session.sh ddp      # two GPUs: histocc DDP pair over NCCL; CLIP+DoRA resume on one of them
+#   bash benchmarks/gpu_session.sh forks    # one GPU: the fork family (eager vs aot_eager, inductor, LayerNorm)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then  # the device machine has no network: dependencies it lacks travel as wheels
@@ -19,6 +20,11 @@ case "${1:-single}" in
     python3 benchmarks/capture_overhead.py --device cuda --preset gpu --rounds 5 --steps 10 \
       --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
     python3 -m parity report --pair gpu-nsd-baseline-vs-run11 --device cuda -o reports/gpu/nsd-baseline-vs-run11.md
+    ;;
+  forks)
+    for p in compiled compiled-inductor layernorm-added; do
+      python3 -m parity report --pair gpu-fork-$p --device cuda -o reports/gpu/fork-$p.md
+    done
     ;;
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
