@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise floor of the baseline: with --pair or --command, `--repeat` records the baseline twice; "
                         "with run directories, `--repeat DIR` names a second recording of the baseline")
     p.add_argument("--tolerance", type=parse_tolerance, help=TOLERANCE_HELP + " (default: the pair file's, else exact)")
+    p.add_argument("--require-clean", action="store_true", help="refuse (exit 2) when tracked files have uncommitted changes")
     add_run_options(p.add_argument)
     add_output_options(p)
 
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", required=True, help="pair file or bundled pair name")
     add_run_options(p.add_argument)
     add_golden_options(p.add_argument)
+    p.add_argument("--require-clean", action="store_true", help="refuse (exit 2) when tracked files have uncommitted changes")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text: failures on stderr; json: the comparison and the failures on stdout (default: text)")
 
@@ -272,7 +274,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return _exit_for(result.comparison.verdict)
 
 
+def _check_clean(args: argparse.Namespace) -> None:
+    if args.require_clean:
+        from parity.sides import require_clean_worktree
+
+        require_clean_worktree(Path.cwd())
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
+    _check_clean(args)
     if args.pair is None and not (args.baseline and args.candidate) and not args.command:
         raise ConfigError("give --pair NAME, or --baseline and --candidate (run dirs or git:REV with --command)")
     # `--repeat` alone records a side twice, so it needs a side to record; `--repeat DIR` is a recording.
@@ -314,6 +324,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
+    _check_clean(args)
     result = session.gate(args.pair, steps=args.steps, device=args.device, runs_dir=args.runs_dir,
                           golden=args.golden or None, update_golden=args.update_golden)
     if result.golden and result.golden.change_summary:

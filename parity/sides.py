@@ -54,6 +54,22 @@ def git_worktree(rev: str, start: Path) -> Iterator[Path]:
 _NOT_CODE = ("reports/*", "*.md", "*.png")
 
 
+def require_clean_worktree(start: Path) -> None:
+    """Refuse (exit 2) when tracked files of the checkout at `start` have uncommitted changes: a CI job
+    that promises to test a revision must not silently test edits on top of it."""
+    import git
+
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise ConfigError(f"--require-clean: {start} is not inside a git repository") from None
+    changed = [line[3:] for line in repo.git.status("--porcelain", "--untracked-files=no").splitlines()]
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise ConfigError(f"--require-clean: {repo.working_tree_dir} has uncommitted changes to tracked files "
+                          f"({shown}); commit or stash them, or drop --require-clean")
+
+
 def code_revision(start: Path) -> str | None:
     """Commit plus a hash of uncommitted changes (tracked diffs, untracked names and sizes); None outside git."""
     try:

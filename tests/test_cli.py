@@ -36,13 +36,14 @@ def test_public_flags_are_frozen():
     flags = {name: sorted(o for a in p._actions for o in a.option_strings) for name, p in subparsers.items()}
     assert flags["record"] == sorted(["--deterministic", "--force", "--level", "--out", "--seed", "-h", "--help"])
     assert flags["compare"] == sorted(["--format", "--ignore-arg", "--rank", "--repeat", "--tolerance", "-o", "--output", "-h", "--help"])
-    assert flags["gate"] == sorted(["--device", "--format", "--golden", "--pair", "--runs-dir", "--steps", "--update-golden",
-                                    "-h", "--help"])
+    assert flags["gate"] == sorted(["--device", "--format", "--golden", "--pair", "--require-clean", "--runs-dir", "--steps",
+                                    "--update-golden", "-h", "--help"])
     assert flags["golden"] == sorted(["--device", "--pair", "--runs-dir", "--steps", "-h", "--help"])
     assert flags["calibrate"] == sorted(["--device", "--format", "--jobs", "--pair", "--repeats", "--runs-dir", "--steps",
                                          "-h", "--help"])
     assert flags["report"] == sorted(["--baseline", "--candidate", "--command", "--device", "--format", "--pair", "--repeat",
-                                      "--runs-dir", "--steps", "--tolerance", "-o", "--output", "-h", "--help"])
+                                      "--require-clean", "--runs-dir", "--steps", "--tolerance", "-o", "--output", "-h",
+                                      "--help"])
     assert flags["resume-check"] == sorted(["--controls", "--device", "--format", "--no-double", "--pair", "--runs-dir",
                                             "--splits", "-o", "--output", "-h", "--help"])
     assert flags["audit"] == sorted(["--against", "--format", "--impact", "--trace", "--trust-checkpoint", "-o", "--output",

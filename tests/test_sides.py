@@ -62,3 +62,11 @@ def test_dot_candidate_is_the_working_tree(trainer_repo):
     data = json.loads(proc.stdout)
     assert data["first_divergence"]["channel"] == "lr"
     assert "(working tree)" in proc.stderr
+
+
+def test_require_clean_refuses_a_dirty_checkout(trainer_repo):
+    proc = _report(trainer_repo, "--require-clean", "--baseline", "git:HEAD", "--candidate", ".", "--command",
+                   sys.executable, "train.py", "--steps", "4")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("parity: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "uncommitted changes" in errors[0] and "train.py" in errors[0]
+    assert "Traceback" not in proc.stderr
