@@ -60,7 +60,10 @@ def test_model_meta_describes_the_root_and_optimizer_only_params(tmp_path):
     model = trace.meta[schema.META_MODEL]
     (root,) = model["roots"]
     assert root["class"] == f"{__name__}.Recurrent"
-    assert ["cell", "GRUCell"] in root["modules"] and ["", "Recurrent"] in root["modules"]
+    rows = [m[:2] for m in root["modules"]]
+    assert ["cell", "GRUCell"] in rows and ["", "Recurrent"] in rows
+    # Module settings (what extra_repr prints) are recorded: a dropout rate is not a parameter.
+    assert ["dropout", "Dropout", "p=0.5, inplace=False"] in root["modules"]
     params = {name: rest for name, *rest in root["params"]}
     assert params["head.weight"] == [[2, 6], "float32", True]
     assert params["embed.weight"] == [[6, 4], "float32", False]

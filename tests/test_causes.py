@@ -143,6 +143,14 @@ def test_model_structure_changes_are_named(change: dict, kind: str, name: str) -
     assert any(ch["kind"] == kind and ch["name"] == name for ch in f.evidence["changes"]), f.evidence["changes"]
 
 
+def test_a_changed_module_setting_is_a_structure_change() -> None:
+    base, fork = _model(), _model()
+    base["roots"][0]["modules"].append(["drop", "Dropout", "p=0.1, inplace=False"])
+    fork["roots"][0]["modules"].append(["drop", "Dropout", "p=0.2, inplace=False"])
+    f = check_model(_trace(model=base), _trace(model=fork))
+    assert f.status == schema.DIFFERENT and "drop p=0.1, inplace=False -> p=0.2, inplace=False" in f.summary
+
+
 def test_a_renamed_root_class_with_the_same_contents_is_the_same_model() -> None:
     renamed = _model()
     renamed["roots"][0]["class"] = "fork.model.Net"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import inspect
 import types
 import weakref
@@ -25,13 +27,26 @@ def _dtype_name(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
+
+#: Object addresses in a module's extra_repr (a custom callable) change every run; they are not settings.
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def _settings(module: torch.nn.Module) -> str:
+    """The module's own settings as it prints them (Dropout p, LayerNorm eps, Linear bias...): a fork
+    that changes dropout from 0.1 to 0.2 changes no parameter, but this string."""
+    try:
+        return _ADDRESS.sub("", module.extra_repr())[:200]
+    except Exception:  # a custom extra_repr that fails must not break capture
+        return ""
+
 def describe_module(module: torch.nn.Module) -> dict[str, Any]:
     """One root module as the META_MODEL schema entry (names relative to the root)."""
     module = unwrap_compiled(module)
     params = list(module.named_parameters())
     return {
         "class": class_path(module),
-        "modules": [[name, type(m).__name__] for name, m in module.named_modules()],
+        "modules": [[name, type(m).__name__, _settings(m)] for name, m in module.named_modules()],
         "params": [[name, list(p.shape), _dtype_name(p), bool(p.requires_grad)] for name, p in params],
         "buffers": [[name, list(b.shape), _dtype_name(b)] for name, b in module.named_buffers()],
         "n_params": sum(p.numel() for _, p in params),

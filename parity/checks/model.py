@@ -36,7 +36,8 @@ def _diff_named(a: dict[str, tuple], b: dict[str, tuple], what: str, fields: tup
             for field, va, vb in zip(fields, a[name], b[name]):
                 if va != vb:
                     kind = {"shape": f"{what} shape changed", "dtype": f"{what} dtype changed",
-                            "requires_grad": "frozen" if va and not vb else "unfrozen", "class": "module class changed"}[field]
+                            "requires_grad": "frozen" if va and not vb else "unfrozen", "class": "module class changed",
+                            "settings": "module settings changed"}[field]
                     changes.append({"kind": kind, "name": name, "baseline": va, "candidate": vb})
     return changes
 
@@ -48,9 +49,10 @@ def _fmt(values: tuple, fields: tuple[str, ...]) -> dict[str, Any]:
 def _root_changes(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     changes = []
     # The root itself ("") is left out: a fork may rename the model class; what it holds is compared.
-    modules_a = {fqn: (_short(cls),) for fqn, cls in a.get(ROOT_MODULES, []) if fqn}
-    modules_b = {fqn: (_short(cls),) for fqn, cls in b.get(ROOT_MODULES, []) if fqn}
-    changes += _diff_named(modules_a, modules_b, "module", ("class",))
+    # [fqn, class, settings]; traces before module settings were recorded have [fqn, class].
+    modules_a = {m[0]: (_short(m[1]), *m[2:3]) for m in a.get(ROOT_MODULES, []) if m and m[0]}
+    modules_b = {m[0]: (_short(m[1]), *m[2:3]) for m in b.get(ROOT_MODULES, []) if m and m[0]}
+    changes += _diff_named(modules_a, modules_b, "module", ("class", "settings"))
     changes += _diff_named(_index(a.get(ROOT_PARAMS, []), 4), _index(b.get(ROOT_PARAMS, []), 4), "parameter",
                            ("shape", "dtype", "requires_grad"))
     changes += _diff_named(_index(a.get(ROOT_BUFFERS, []), 3), _index(b.get(ROOT_BUFFERS, []), 3), "buffer",
@@ -67,7 +69,7 @@ def _counts(model: dict[str, Any]) -> dict[str, int]:
 def _headline(changes: list[dict[str, Any]]) -> str:
     parts = []
     for change in changes[:3]:
-        if "shape" in change["kind"] and "baseline" in change and "candidate" in change:
+        if ("shape" in change["kind"] or "settings" in change["kind"]) and "baseline" in change and "candidate" in change:
             parts.append(f"{change['name']} {change['baseline']} -> {change['candidate']}")
         elif change["kind"].startswith("module"):
             side = change.get("candidate") or change.get("baseline") or {}

@@ -121,7 +121,7 @@ _STEP_SPEC = {
 _META_SPECS = {
     "argparse": _Each(_ANY), "optimizers": [{"class": str, "defaults": _Each(_ANY)}],
     "schedulers": [{"class": str, "state": _Each(_ANY)}], "numerics_at_end": _Each(_ANY),
-    schema.META_MODEL: _Opt({"roots": [{"class": str, "modules": [_Row(str, str)],
+    schema.META_MODEL: _Opt({"roots": [{"class": str, "modules": [[str]],  # [fqn, class(, settings)]
                                         "params": [_Row(str, [int], str, bool)], "buffers": [_Row(str, [int], str)],
                                         "n_params": int, "n_trainable": int}],
                              "optimizer_only": [_Row([int], str, bool)]}),
