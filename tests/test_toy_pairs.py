@@ -25,7 +25,7 @@ DIFFERENT = {
     "clip_changed": ("grad_norm", 0),
     "beta2_in_code": ("params", 0),  # float32 rounding makes even the first Adam update depend on beta2
     "data_order": ("data", 0),
-    "dropout_changed": ("loss", 0),
+    "dropout_changed": ("model", 0),  # the Dropout rate is a module setting of the model
     "loss_sum": ("loss", 0),
 }
 IDENTICAL = ["logging", "non_blocking", "refactor_loss", "eval_pass"]
