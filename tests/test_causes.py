@@ -231,3 +231,13 @@ def test_a_data_difference_never_names_flags_unrelated_to_data() -> None:
     top = c.causes[0]
     assert top.category == "augmentation" and "aug_noise" in top.summary and "eval_every" not in top.summary
     assert "eval_every" not in c.first_divergence["diagnosis"] and "aug_noise" in c.first_divergence["diagnosis"]
+
+
+def test_an_lr_difference_names_schedule_settings_not_unrelated_flags() -> None:
+    from parity.checks.divergence import consistent_changes
+
+    changes = [{"path": "root['argparse']['use_amp']", "baseline": None, "candidate": False},
+               {"path": "root['argparse']['warmup_pct']", "baseline": None, "candidate": 0.05},
+               {"path": "root['schedulers'][0]['state']", "baseline": 1, "candidate": 2}]
+    assert [c["path"] for c in consistent_changes(changes, "lr")] == ["root['argparse']['warmup_pct']",
+                                                                      "root['schedulers'][0]['state']"]

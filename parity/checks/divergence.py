@@ -26,26 +26,34 @@ _DATA_NAME = re.compile(r"data|batch|shuffl|seed|worker|sampl|split|aug|noise|ma
 _ARGS, _OBJECTS, _NUMERICS = schema.META_ARGPARSE, schema.META_CONFIG_OBJECTS, schema.RUN_NUMERICS
 #: Config sections (run_config keys: the meta and header keys the settings come from) whose changes are
 #: consistent with a divergence first seen in each channel.
+#: Names of free-form settings that can change the learning rate a step uses.
+_LR_NAME = re.compile(r"lr|learning|rate|warmup|schedul|decay|gamma|milestone|cosine|cycle|anneal|step|epoch|"
+                      r"optim|batch", re.IGNORECASE)
+
 _CONSISTENT = {"data": (schema.META_DATALOADERS, _OBJECTS, _ARGS),
                "loss": (_OBJECTS, _ARGS, _NUMERICS, schema.META_NUMERICS_AT_END, schema.RUN_ENV),
                "grad_norm": (_OBJECTS, _ARGS, _NUMERICS),
                "lr": (schema.META_SCHEDULERS, schema.META_OPTIMIZERS, _OBJECTS, _ARGS),
                "params": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS, _NUMERICS),
                "optimizer_state": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS)}
+#: Channels where a free-form setting (argparse, config dict) is a candidate only when its name fits.
+_FREE_FORM_NAMES = {"data": _DATA_NAME, "lr": _LR_NAME}
 _UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
 
 
 def consistent_changes(changes: list[dict[str, Any]], channel: str) -> list[dict[str, Any]]:
-    """The setting changes that could explain a divergence first seen in `channel`. For data, a free-form
-    setting (argparse, config dict) counts only when its name is about data: an `--eval-every` flag cannot
-    reorder batches, and naming it would blame a setting the evidence does not implicate."""
+    """The setting changes that could explain a divergence first seen in `channel`. For data and lr, a
+    free-form setting (argparse, config dict) counts only when its name is about data or the schedule: an
+    `--eval-every` flag cannot reorder batches, `--use-amp` cannot move a learning rate, and naming them
+    would blame a setting the evidence does not implicate."""
     out = []
     for change in changes:
         path = change["path"]
         section = next((s for s in _CONSISTENT.get(channel, ()) if path.startswith(f"root['{s}']")), None)
         if section is None:
             continue
-        if channel == "data" and section != schema.META_DATALOADERS and not _DATA_NAME.search(path.rpartition("[")[2]):
+        name = path.rpartition("[")[2]
+        if section in (_OBJECTS, _ARGS) and channel in _FREE_FORM_NAMES and not _FREE_FORM_NAMES[channel].search(name):
             continue
         out.append(change)
     return out
