@@ -237,6 +237,7 @@ def test_an_lr_difference_names_schedule_settings_not_unrelated_flags() -> None:
     from parity.checks.divergence import consistent_changes
 
     changes = [{"path": "root['argparse']['use_amp']", "baseline": None, "candidate": False},
+               {"path": "root['argparse']['save_each_epoch']", "baseline": None, "candidate": False},
                {"path": "root['argparse']['warmup_pct']", "baseline": None, "candidate": 0.05},
                {"path": "root['schedulers'][0]['state']", "baseline": 1, "candidate": 2}]
     assert [c["path"] for c in consistent_changes(changes, "lr")] == ["root['argparse']['warmup_pct']",

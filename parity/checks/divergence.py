@@ -36,6 +36,9 @@ _CONSISTENT = {"data": (schema.META_DATALOADERS, _OBJECTS, _ARGS),
                "lr": (schema.META_SCHEDULERS, schema.META_OPTIMIZERS, _OBJECTS, _ARGS),
                "params": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS, _NUMERICS),
                "optimizer_state": (schema.META_OPTIMIZERS, _OBJECTS, _ARGS)}
+#: Settings about saving, logging and evaluating: whatever else their names hold ("save_each_epoch"),
+#: they cannot move the data or the learning rate of an update.
+_BOOKKEEPING = re.compile(r"(save|log|eval|print|checkpoint|ckpt|val_|test_|report|wandb|tensorboard)", re.IGNORECASE)
 #: Channels where a free-form setting (argparse, config dict) is a candidate only when its name fits.
 _FREE_FORM_NAMES = {"data": _DATA_NAME, "lr": _LR_NAME}
 _UNATTRIBUTED = "no recorded setting explains it (unattributed: `parity ablate` measures candidate changes one at a time)"
@@ -52,8 +55,9 @@ def consistent_changes(changes: list[dict[str, Any]], channel: str) -> list[dict
         section = next((s for s in _CONSISTENT.get(channel, ()) if path.startswith(f"root['{s}']")), None)
         if section is None:
             continue
-        name = path.rpartition("[")[2]
-        if section in (_OBJECTS, _ARGS) and channel in _FREE_FORM_NAMES and not _FREE_FORM_NAMES[channel].search(name):
+        name = path.rpartition("[")[2].strip("'[]")
+        if section in (_OBJECTS, _ARGS) and channel in _FREE_FORM_NAMES \
+                and (not _FREE_FORM_NAMES[channel].search(name) or _BOOKKEEPING.match(name)):
             continue
         out.append(change)
     return out
