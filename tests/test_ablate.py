@@ -27,7 +27,7 @@ def test_each_change_is_attributed(toy_ablation):
     by_name = {t.toggle.name: t for t in toy_ablation.toggles}
     assert by_name["log_every"].applied.verdict == schema.IDENTICAL
     assert by_name["log_every"].reverted.verdict == schema.IDENTICAL
-    expected = {"warmup": "lr", "clip": "grad_norm", "dropout": "loss"}
+    expected = {"warmup": "lr", "clip": "grad_norm", "dropout": "model"}  # the Dropout rate is a module setting of the model
     for name, channel in expected.items():
         applied = by_name[name].applied
         assert applied.verdict == schema.DIFFERENT and applied.first_divergence["channel"] == channel, (name, applied.first_divergence)
