@@ -63,3 +63,11 @@ def test_collect_sources_names_the_git_repository():
         pytest.skip("the checkout is not a git repository")
     assert set(git_state) == {"root", "commit", "dirty"} and len(git_state["commit"]) == 40
     assert "tests/test_capture_sources.py" in collected["files"]
+
+
+def test_compiler_generated_modules_are_not_trainer_sources() -> None:
+    from parity.capture.sources import _GENERATED
+
+    assert _GENERATED.search("/tmp/torchinductor_root/2q/c2q6z7py2x.py")
+    assert _GENERATED.search("/tmp/triton_cache/ab/kernel.py")
+    assert not _GENERATED.search("/work/project/trainer/train.py")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def function_hashes(source: bytes) -> dict[str, str]:
     return hashes
 
 
+#: Code that compilers write and import at run time (inductor's and triton's caches, in the temp dir):
+#: it changes with every compile, and nobody wrote it.
+_GENERATED = re.compile(r"[/\\](torchinductor|triton)[^/\\]*[/\\]")
+
+
 def trainer_modules() -> dict[str, str]:
     """{resolved path: module name} of every imported .py file that is neither a library nor parity."""
     library = library_dirs()
@@ -50,7 +56,7 @@ def trainer_modules() -> dict[str, str]:
         filename = getattr(module, "__file__", None)
         if not isinstance(filename, str) or not filename.endswith(".py"):
             continue
-        if is_library_file(filename, library):
+        if is_library_file(filename, library) or _GENERATED.search(filename):
             continue
         found.setdefault(os.path.realpath(filename), name)
     return found
