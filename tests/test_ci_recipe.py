@@ -51,7 +51,7 @@ def test_workflow_structure():
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0
     assert str(_step(job, "python")["with"]["python-version"]) == "3.11"
-    assert 'pip install -c constraints-cpu.txt -e ".[trainers,dev]"' in _step(job, "install")["run"]
+    assert 'pip install -c constraints-cpu.txt -e ".[trainers,frameworks,dev]"' in _step(job, "install")["run"]
 
     env = workflow["env"]
     assert "PARITY_PAIRS" in env and env.get("PARITY_STEPS") == ""  # empty: each pair file's own budget

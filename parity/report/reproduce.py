@@ -13,9 +13,9 @@ from parity.capture.launch import RUN_FILE, load_provenance
 from parity.trace import schema
 
 #: The README's install line; the constraints pin the CPU build of torch the bundled reports are measured with.
-INSTALL_LINE = 'pip install -c constraints-cpu.txt -e ".[trainers,dev]"'
+INSTALL_LINE = 'pip install -c constraints-cpu.txt -e ".[trainers,frameworks,dev]"'
 #: On a GPU machine the README says to bring your own CUDA build of torch, so the CPU pin is left out.
-INSTALL_LINE_CUDA = 'pip install -e ".[trainers,dev]"  # after installing a CUDA build of torch'
+INSTALL_LINE_CUDA = 'pip install -e ".[trainers,frameworks,dev]"  # after installing a CUDA build of torch'
 _INTERPRETER = re.compile(r"python[0-9.]*")
 
 
