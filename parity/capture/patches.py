@@ -18,6 +18,7 @@ from torch.optim import lr_scheduler
 
 from parity.capture.controls import rng_restore_targets
 from parity.capture import structure
+from parity.capture.frameworks import ShimFinder, install_shims
 from parity.capture.recorder import Recorder, dynamo_tracing, iter_tensors
 from parity.trace import schema
 
@@ -63,6 +64,7 @@ class TorchPatches:
         self._outer_frame: types.FrameType | None = None
         # The root-level module whose post hook records the batch (a trainable model, grad enabled).
         self._batch_root: torch.nn.Module | None = None
+        self._shims: ShimFinder | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
     def _patch(self, owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
@@ -98,6 +100,9 @@ class TorchPatches:
         return result
 
     def uninstall(self) -> None:
+        if self._shims is not None:
+            self._shims.stop()
+            self._shims = None
         self._outer_frame = self._batch_root = None
         for handle in self._handles:
             handle.remove()
@@ -133,6 +138,7 @@ class TorchPatches:
         self._patch(argparse.ArgumentParser, "parse_known_args", self._wrap_parse)
         for owner, name, kind in rng_restore_targets(self.skip_loads):
             self._patch(owner, name, lambda original, kind=kind: lambda *a, **k: self.skipped_call(kind))
+        self._shims = install_shims(self)  # frameworks are patched when (and if) the trainer imports them
         return self
 
     def _simple_event(self, name: str) -> Callable[[Callable], Callable]:
