@@ -33,19 +33,19 @@ class Trace:
     @property
     def complete(self) -> bool:
         """True only when the process reached a clean exit and wrote its end record."""
-        return self.end is not None and self.end.get("status") == schema.END_OK
+        return self.end is not None and self.end.get(schema.E_STATUS) == schema.END_OK
 
     @property
     def rank(self) -> int:
-        return int(self.header.get("rank", 0))
+        return int(self.header.get(schema.H_RANK, 0))
 
     @property
     def ended_how(self) -> str:
         if self.end is None:
             return "incomplete (no end record: the process was killed or crashed hard)"
-        if self.end.get("status") == schema.END_OK:
+        if self.end.get(schema.E_STATUS) == schema.END_OK:
             return "complete"
-        if self.end.get("status") == schema.END_INTERRUPTED:
+        if self.end.get(schema.E_STATUS) == schema.END_INTERRUPTED:
             return "interrupted by a signal"
         return f"ended by exception: {self.end.get('error', '?')}"
 
@@ -97,43 +97,55 @@ _ANY = object()
 _NUMBER = (int, float)
 #: A recorded float: a JSON number or one of the non-finite spellings the writer uses.
 _FLOAT = "float"
-_NON_FINITE = ("nan", "inf", "-inf")
+_NON_FINITE = (schema.V_NAN, schema.V_INF, schema.V_NEG_INF)
 _HEX = "hex"
-_BITS = {"bits": _HEX, "dtype": str, "value": _FLOAT}
+_BITS = {schema.S_BITS: _HEX, schema.S_DTYPE: str, schema.S_VALUE: _FLOAT}
 #: A loss (under GradScaler with the scale it was multiplied by) or a gradient norm.
-_SCALAR = {**_BITS, "scale": _Opt(_BITS), "source": _Opt(str)}
+_SCALAR = {**_BITS, schema.S_SCALE: _Opt(_BITS), schema.S_SOURCE: _Opt(str)}
 
 _HEADER_SPEC = {
-    "version": int, "rank": int, "pid": _Opt(int), "level": str, "seed": _Opt(int), "deterministic": bool,
-    "skip_loads": [str], "digest": str,
-    "meta": {"argv": _Opt([str]), "cwd": _Opt(str), "numerics": _Opt(_Each(_ANY)), "env": _Opt(_Each(_ANY)),
-             "git": _Opt({"root": _Opt(str), "commit": _Opt(str), "dirty": _Opt(_ANY)})},
+    schema.H_VERSION: int, schema.H_RANK: int, schema.H_PID: _Opt(int), schema.H_LEVEL: str, schema.H_SEED: _Opt(int),
+    schema.H_DETERMINISTIC: bool, schema.H_SKIP_LOADS: [str], schema.H_DIGEST: str,
+    schema.H_RUN: {schema.RUN_ARGV: _Opt([str]), schema.RUN_CWD: _Opt(str), schema.RUN_NUMERICS: _Opt(_Each(_ANY)),
+                   schema.RUN_ENV: _Opt(_Each(_ANY)),
+                   schema.RUN_GIT: _Opt({schema.GIT_ROOT: _Opt(str), schema.GIT_COMMIT: _Opt(str),
+                                         schema.GIT_DIRTY: _Opt(_ANY)})},
 }
 _STEP_SPEC = {
-    "step": int, "events": [str], "losses": [_SCALAR], "groups": [_Each(_ANY)], "grad_norm": _Opt(_SCALAR),
-    "clip": _Opt({"max_norm": _Opt(_FLOAT), "norm_type": _Opt(_FLOAT)}), "batch": _Opt([str]),
-    "loader": _Opt([str]), "params": _Opt(str), "optim_state": _Opt(str), "rng": _Opt(_Each(_Opt(str))),
-    "wall_ms": _Opt(_NUMBER), "peak_mem_bytes": _Opt(int), "skipped": _Opt(bool),
+    schema.F_STEP: int, schema.F_EVENTS: [str], schema.F_LOSSES: [_SCALAR], schema.F_GROUPS: [_Each(_ANY)],
+    schema.F_GRAD_NORM: _Opt(_SCALAR),
+    schema.F_CLIP: _Opt({schema.CLIP_MAX_NORM: _Opt(_FLOAT), schema.CLIP_NORM_TYPE: _Opt(_FLOAT)}),
+    schema.F_BATCH: _Opt([str]), schema.F_LOADER: _Opt([str]), schema.F_PARAMS: _Opt(str),
+    schema.F_OPTIM_STATE: _Opt(str), schema.F_RNG: _Opt(_Each(_Opt(str))), schema.F_WALL_MS: _Opt(_NUMBER),
+    schema.F_PEAK_MEM: _Opt(int), schema.F_SKIPPED: _Opt(bool),
     schema.F_FIELDS: _Opt([_Each(str)]), schema.F_SAMPLES: _Opt(str),
-    schema.F_LABELS: _Opt({"field": str, "hist": _Each(int)}), schema.F_EPOCH: _Opt(int),
-    schema.F_MODE: _Opt({"root": str, "training": bool, "eval_modules": [str], "n_eval": int}),
+    schema.F_LABELS: _Opt({schema.LABELS_FIELD: str, schema.LABELS_HIST: _Each(int)}), schema.F_EPOCH: _Opt(int),
+    schema.F_MODE: _Opt({schema.MODE_ROOT: str, schema.MODE_TRAINING: bool, schema.MODE_EVAL_MODULES: [str],
+                         schema.MODE_N_EVAL: int}),
 }
 _META_SPECS = {
-    "argparse": _Each(_ANY), "optimizers": [{"class": str, "defaults": _Each(_ANY)}],
-    "schedulers": [{"class": str, "state": _Each(_ANY)}], "numerics_at_end": _Each(_ANY),
-    schema.META_MODEL: _Opt({"roots": [{"class": str, "modules": [[str]],  # [fqn, class(, settings)]
-                                        "params": [_Row(str, [int], str, bool)], "buffers": [_Row(str, [int], str)],
-                                        "n_params": int, "n_trainable": int}],
-                             "optimizer_only": [_Row([int], str, bool)]}),
-    schema.META_DATALOADERS: [{"class": str, "dataset": _Opt({"class": str, "len": _Opt(int),
-                                                              "raw": _Opt({"ordered": str, "set": str, "n": int}),
-                                                              "attrs": _Each(_ANY)})}],
+    schema.META_ARGPARSE: _Each(_ANY), schema.META_OPTIMIZERS: [{schema.OPT_CLASS: str, schema.OPT_DEFAULTS: _Each(_ANY)}],
+    schema.META_SCHEDULERS: [{schema.OPT_CLASS: str, schema.SCHED_STATE: _Each(_ANY)}],
+    schema.META_NUMERICS_AT_END: _Each(_ANY),
+    schema.META_MODEL: _Opt({schema.MODEL_ROOTS: [{schema.ROOT_CLASS: str,
+                                                   schema.ROOT_MODULES: [[str]],  # [fqn, class(, settings)]
+                                                   schema.ROOT_PARAMS: [_Row(str, [int], str, bool)],
+                                                   schema.ROOT_BUFFERS: [_Row(str, [int], str)],
+                                                   schema.ROOT_N_PARAMS: int, schema.ROOT_N_TRAINABLE: int}],
+                             schema.MODEL_OPTIMIZER_ONLY: [_Row([int], str, bool)]}),
+    schema.META_DATALOADERS: [{schema.DL_CLASS: str,
+                               schema.DL_DATASET: _Opt({schema.DS_CLASS: str, schema.DS_LEN: _Opt(int),
+                                                        schema.DS_RAW: _Opt({schema.RAW_ORDERED: str, schema.RAW_SET: str,
+                                                                             schema.RAW_N: int}),
+                                                        schema.DS_ATTRS: _Each(_ANY)})}],
     schema.META_CONFIG_OBJECTS: _Each(_ANY),
-    schema.META_SOURCES: _Opt({"root": _Opt(str), "git": _Opt(_Each(_ANY)),
-                               "files": _Each({"module": _Opt(str), "sha": str, "functions": _Each(str)})}),
+    schema.META_SOURCES: _Opt({schema.SRC_ROOT: _Opt(str), schema.SRC_GIT: _Opt(_Each(_ANY)),
+                               schema.SRC_FILES: _Each({schema.FILE_MODULE: _Opt(str), schema.FILE_SHA: str,
+                                                        schema.FILE_FUNCTIONS: _Each(str)})}),
     schema.META_RNG_AT_FIRST_BATCH: _Opt(_Each(_Opt(str))),
 }
-_END_SPEC = {"status": str, "error": _Opt(str), "steps": _Opt(int), "trailing_events": _Opt([str])}
+_END_SPEC = {schema.E_STATUS: str, schema.E_ERROR: _Opt(str), schema.E_STEPS: _Opt(int),
+             schema.E_TRAILING_EVENTS: _Opt([str])}
 
 
 def _mismatch(value: Any, spec: Any, where: str, record: bool = False) -> str | None:
@@ -259,14 +271,14 @@ def _check_fields(path: Path, line: int, record: Any, spec: Any, kind: str, whol
 
 
 def _check_header(path: Path, record: dict[str, Any]) -> None:
-    if record.get("type") != schema.HEADER or record.get("schema") != schema.SCHEMA_NAME:
+    if record.get(schema.F_TYPE) != schema.HEADER or record.get(schema.H_SCHEMA) != schema.SCHEMA_NAME:
         raise _fail(path, 1, "not a parity trace (first line is not a parity.trace header)")
-    version = record.get("version")
+    version = record.get(schema.H_VERSION)
     if version not in schema.READABLE_VERSIONS or isinstance(version, bool):
         raise _fail(path, 1, f"wrong schema: version {_shown(version)} instead of {schema.SCHEMA_VERSION}")
     _check_fields(path, 1, record, _HEADER_SPEC, "header")
-    if record.get("rank", 0) < 0:
-        raise _fail(path, 1, f"header.rank: expected a rank >= 0, got {record['rank']}")
+    if record.get(schema.H_RANK, 0) < 0:
+        raise _fail(path, 1, f"header.rank: expected a rank >= 0, got {record[schema.H_RANK]}")
 
 
 def load_trace(path: str | Path) -> Trace:
@@ -313,27 +325,29 @@ def parse_trace(text: str, path: Path) -> Trace:
             if last and trace is not None and not text.endswith("\n"):
                 break
             raise _fail(path, lineno, f"not valid JSON ({getattr(exc, 'msg', exc)})") from None
-        if not isinstance(record, dict) or record.get("type") not in schema.RECORD_TYPES:
+        if not isinstance(record, dict) or record.get(schema.F_TYPE) not in schema.RECORD_TYPES:
             if trace is None:
                 raise _fail(path, lineno, "not a parity trace (first line is not a parity.trace header)")
-            raise _fail(path, lineno, f"unknown record type {record.get('type') if isinstance(record, dict) else record!r}")
+            raise _fail(path, lineno, f"unknown record type {record.get(schema.F_TYPE) if isinstance(record, dict) else record!r}")
         if trace is None:
             _check_header(path, record)
             trace = Trace(path=path, header=record)
             continue
-        kind = record["type"]
+        kind = record[schema.F_TYPE]
         if kind == schema.STEP:
             expected = len(trace.steps)
-            if record.get("step") != expected or isinstance(record.get("step"), bool):
-                raise _fail(path, lineno, f"step {_shown(record.get('step'))} out of order (expected {expected})")
+            step = record.get(schema.F_STEP)
+            if step != expected or isinstance(step, bool):
+                raise _fail(path, lineno, f"step {_shown(step)} out of order (expected {expected})")
             _check_fields(path, lineno, record, _STEP_SPEC, "step")
             trace.steps.append(record)
         elif kind == schema.META:
-            if not isinstance(record.get("key"), str):
-                raise _fail(path, lineno, "meta record without a string 'key'")
-            spec = _META_SPECS.get(record["key"], _ANY)
-            _check_fields(path, lineno, record.get("value"), spec, f"meta {record['key']}", whole_record=False)
-            trace.meta[record["key"]] = record.get("value")
+            key = record.get(schema.M_KEY)
+            if not isinstance(key, str):
+                raise _fail(path, lineno, f"meta record without a string {schema.M_KEY!r}")
+            spec = _META_SPECS.get(key, _ANY)
+            _check_fields(path, lineno, record.get(schema.M_VALUE), spec, f"meta {key}", whole_record=False)
+            trace.meta[key] = record.get(schema.M_VALUE)
         elif kind == schema.END:
             _check_fields(path, lineno, record, _END_SPEC, "end")
             trace.end = record

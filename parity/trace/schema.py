@@ -142,8 +142,8 @@ ROOT_N_PARAMS, ROOT_N_TRAINABLE = "n_params", "n_trainable"
 #:   dataset (Subset, ConcatDataset) include the inner ones' under dotted names ("dataset.features",
 #:   "datasets.0.features"), and Subset's own "indices".
 META_DATALOADERS = "dataloaders"
-#: Keys of a META_DATALOADERS entry's dataset description, and of its `raw` digests.
-DL_DATASET = "dataset"
+#: Keys of a META_DATALOADERS entry (its class, its dataset's description), and of the `raw` digests.
+DL_CLASS, DL_DATASET = "class", "dataset"
 DS_CLASS, DS_LEN, DS_RAW, DS_RAW_ERROR, DS_ATTRS = "class", "len", "raw", "raw_error", "attrs"
 RAW_ORDERED, RAW_SET, RAW_N = "ordered", "set", "n"
 #: {where: json value}: config dicts, dataclasses, namespaces, OmegaConf, TrainingArguments found in
