@@ -64,6 +64,8 @@ class TorchPatches:
         self._outer_frame: types.FrameType | None = None
         # The root-level module whose post hook records the batch (a trainable model, grad enabled).
         self._batch_root: torch.nn.Module | None = None
+        # The optimizer whose `step(closure)` is running and has not yet called its closure.
+        self._closure_pending: torch.optim.Optimizer | None = None
         self._shims: ShimFinder | None = None
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -152,16 +154,41 @@ class TorchPatches:
         return make
 
     # -- optimizer ---------------------------------------------------------------------------
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> tuple[Any, Any] | None:
         if dynamo_tracing():
-            return
+            return None
         self._outer_frame = None  # the forward it belonged to is over: release its locals
+        closure = kwargs.get("closure", args[0] if args else None)
+        if callable(closure):
+            return self._after_closure(optimizer, closure, args, kwargs)
+        self._update_begins(optimizer)
+        return None
+
+    def _update_begins(self, optimizer: torch.optim.Optimizer) -> None:
+        self._closure_pending = None
         self._safe("optimizer.step", self.recorder.event, schema.EV_OPT_STEP)
         self._safe("optimizer.step", self.recorder.before_update, optimizer)
+
+    def _after_closure(self, optimizer: torch.optim.Optimizer, closure: Callable, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        """`optimizer.step(closure)` (Lightning, LBFGS) runs forward, backward and clipping inside the step:
+        the update's own record (lr, gradient norm, first-update context) is taken when the closure first
+        returns, so that the step's events read as in a plain loop and the norm is that of every backward."""
+        self._closure_pending = optimizer
+
+        def closure_then_update(*a: Any, **k: Any) -> Any:
+            result = closure(*a, **k)
+            if self._closure_pending is optimizer:
+                self._update_begins(optimizer)
+            return result
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": closure_then_update}
+        return (closure_then_update, *args[1:]), kwargs
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if dynamo_tracing():
             return
+        if self._closure_pending is optimizer:  # an optimizer that never called its closure
+            self._update_begins(optimizer)
         if self._in_scaler_step:
             self._scaler_updated = True
         self._safe("optimizer.step", self.recorder.after_update, optimizer)
