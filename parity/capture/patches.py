@@ -7,11 +7,12 @@ recording happens around it and never raises into the trainer (see Recorder.capt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import inspect
 import sys
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.optim import lr_scheduler
@@ -67,6 +68,10 @@ class TorchPatches:
         # The optimizer whose `step(closure)` is running and has not yet called its closure.
         self._closure_pending: torch.optim.Optimizer | None = None
         self._shims: ShimFinder | None = None
+        # DataLoader.__iter__ calls per loader (epochs); >0 while a framework's loader wrapper fetches
+        # from its inner DataLoader, whose batches are then recorded when the wrapper hands them out.
+        self._loader_iterations: Any = None
+        self._loader_muted = 0
 
     # -- plumbing ----------------------------------------------------------------------------
     def _patch(self, owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
@@ -282,6 +287,47 @@ class TorchPatches:
         self._patch(clip_grad, "clip_grad_norm_", make)
         if torch.nn.utils.clip_grad_norm_ is original:
             self._patch(torch.nn.utils, "clip_grad_norm_", lambda _: clip_grad.clip_grad_norm_)
+        if hasattr(clip_grad, "clip_grads_with_norm_"):
+            self._patch_two_step_clip(clip_grad)
+
+    def _patch_two_step_clip(self, clip_grad: types.ModuleType) -> None:
+        """torch's two-step clipping (`get_total_norm`, then `clip_grads_with_norm_`), as accelerate uses it.
+
+        The clip is recorded at `clip_grads_with_norm_`, with the total norm it is given: the norm
+        before clipping. Its norm type is that of the step's last `get_total_norm` call (the clip
+        itself is not told). A `get_total_norm` alone (logging a norm) is no clip and records nothing.
+        """
+        patches = self
+        norm_types: list[float] = []
+
+        def make_total(original: Callable) -> Callable:
+            signature = inspect.signature(original)
+
+            def get_total_norm(*args: Any, **kwargs: Any) -> Any:
+                def exit_(_: Any) -> None:
+                    bound = signature.bind(*args, **kwargs)
+                    bound.apply_defaults()
+                    norm_types[:] = [float(bound.arguments["norm_type"])]
+                return patches._outermost("clip", lambda: original(*args, **kwargs), on_exit=exit_)
+            return get_total_norm
+
+        def make_clip(original: Callable) -> Callable:
+            signature = inspect.signature(original)
+
+            def clip_grads_with_norm_(*args: Any, **kwargs: Any) -> Any:
+                def enter() -> None:
+                    bound = signature.bind(*args, **kwargs)
+                    patches.recorder.event(schema.EV_CLIP)
+                    patches.recorder.on_clip(bound.arguments["total_norm"], bound.arguments["max_norm"],
+                                             norm_types[-1] if norm_types else 2.0)
+                return patches._outermost("clip", lambda: original(*args, **kwargs), on_enter=enter)
+            return clip_grads_with_norm_
+
+        for name, make in (("get_total_norm", make_total), ("clip_grads_with_norm_", make_clip)):
+            original = getattr(clip_grad, name)
+            self._patch(clip_grad, name, make)
+            if getattr(torch.nn.utils, name, None) is original:
+                self._patch(torch.nn.utils, name, lambda _, name=name: getattr(clip_grad, name))
 
     # -- schedulers --------------------------------------------------------------------------
     def _patch_schedulers(self) -> None:
@@ -410,6 +456,7 @@ class TorchPatches:
         # the same iterator again, so the iterator's epoch is updated on every call. Weak keys: a
         # finished loop's loader and iterator are freed as without capture.
         iterations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._loader_iterations = iterations
         epoch_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         rng_recorded: list[bool] = []
 
@@ -434,15 +481,34 @@ class TorchPatches:
                 if not rng_recorded and torch.is_grad_enabled():
                     patches._safe("loader", first_training_fetch)
                 batch = original(self)  # StopIteration passes through untouched
-                if torch.is_grad_enabled():
-                    patches._safe("loader", patches.recorder.event, schema.EV_DATA)
-                    patches._safe("loader", lambda: patches.recorder.on_loader_batch(batch, epoch_of.get(self)))
-                else:
-                    patches._safe("loader", patches.recorder.event, schema.EV_DATA_NO_GRAD)
+                if not patches._loader_muted:
+                    patches.loader_batch(batch, epoch_of.get(self))
                 return batch
             return __next__
         self._patch(DataLoader, "__iter__", make_iter)
         self._patch(_BaseDataLoaderIter, "__next__", make_next)
+
+    def loader_batch(self, batch: Any, epoch: int | None) -> None:
+        """A batch handed to the training loop: its event, and with grad enabled its digests."""
+        if torch.is_grad_enabled():
+            self._safe("loader", self.recorder.event, schema.EV_DATA)
+            self._safe("loader", lambda: self.recorder.on_loader_batch(batch, epoch))
+        else:
+            self._safe("loader", self.recorder.event, schema.EV_DATA_NO_GRAD)
+
+    def loader_epoch(self, loader: Any) -> int | None:
+        """0-based count of `loader.__iter__` calls so far (None for a loader never iterated)."""
+        count = self._loader_iterations.get(loader) if self._loader_iterations is not None else None
+        return None if count is None else count - 1
+
+    @contextlib.contextmanager
+    def loader_muted(self) -> Iterator[None]:
+        """Inner DataLoader fetches inside this block are not recorded: a wrapper records what it yields."""
+        self._loader_muted += 1
+        try:
+            yield
+        finally:
+            self._loader_muted -= 1
 
     def _patch_dataloader_init(self) -> None:
         from torch.utils.data import DataLoader

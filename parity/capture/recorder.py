@@ -13,6 +13,7 @@ every earlier step on disk.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import resource
@@ -110,7 +111,11 @@ class Recorder:
         self._last_update_end: float | None = None
         self._first_event_time: float | None = None
         self._warned = False
-        self._fetched: LoaderBatch | None = None
+        # Batches handed out since the last training forward: the last fetch, or a framework's whole
+        # accumulation window (on_loader_window).
+        self._fetched: list[LoaderBatch] = []
+        # Config objects a framework shim found ({where: object}), named before the frame search.
+        self._framework_configs: dict[str, Any] = {}
         # Roots of grad-enabled forwards, held weakly until the first update describes them.
         self._roots: dict[int, weakref.ref] = {}
         self._context_recorded = False
@@ -224,11 +229,16 @@ class Recorder:
             scale = scale.detach().clone().reshape(()) if isinstance(scale, torch.Tensor) else scale
             self._current["losses"].append({"tensor": loss.detach().clone().reshape(()), "scale": scale})
 
-    def on_clip(self, total_norm: torch.Tensor, max_norm: float, norm_type: float) -> None:
+    def on_clip(self, total_norm: torch.Tensor | float | None, max_norm: float, norm_type: float) -> None:
+        """The step's clip: the total norm before clipping (a tensor, or a float from a framework) and
+        the threshold. A framework that clipped without telling the norm (None) still records the threshold."""
         if dynamo_tracing():
             return
         self._current["clip"] = {"max_norm": digest.json_float(float(max_norm)), "norm_type": digest.json_float(float(norm_type))}
-        self._current["grad_norm"] = {"tensor": total_norm.detach().clone().reshape(()), "source": "clip_grad_norm_"}
+        if isinstance(total_norm, (int, float)):
+            total_norm = torch.tensor(float(total_norm), dtype=torch.float64)
+        if isinstance(total_norm, torch.Tensor):
+            self._current["grad_norm"] = {"tensor": total_norm.detach().clone().reshape(()), "source": "clip_grad_norm_"}
         self._clip_seen = True
 
     def on_batch(self, tensors: list[torch.Tensor], module: str) -> None:
@@ -242,12 +252,31 @@ class Recorder:
         # Held until a training forward uses it: a batch fetched and dropped (a resumed run skipping
         # what it already consumed) is not data this step trained on; the last fetch before a forward is.
         tensors = [t for t in iter_tensors(batch) if not t.requires_grad]
-        self._fetched = LoaderBatch(batch, tensors, epoch, self.config.digests_at(self._step))
+        self._fetched = [LoaderBatch(batch, tensors, epoch, self.config.digests_at(self._step))]
+
+    def on_loader_window(self, batches: list[Any]) -> None:
+        """A framework fetched one update's micro-batches before running any of them (HF Trainer's
+        accumulation window): all of them, not only the last fetch, are what the next forwards train on."""
+        epoch = self._fetched[-1].epoch if self._fetched else None
+        with_digests = self.config.digests_at(self._step)
+        self._fetched = [LoaderBatch(b, [t for t in iter_tensors(b) if not t.requires_grad], epoch, with_digests)
+                         for b in batches]
+
+    def on_framework_config(self, where: str, value: Any) -> None:
+        """A framework's own configuration object (TrainingArguments, accelerate state), named `where`."""
+        self._framework_configs[where] = value
+
+    def _named_configs(self) -> dict[str, Any]:
+        # A shim may register a function: framework state is then read at the first update, as found there.
+        return {where: value() if isinstance(value, functools.partial) else value
+                for where, value in self._framework_configs.items()}
 
     def _use_fetched(self) -> None:
-        fetched, self._fetched = self._fetched, None
-        if fetched is None:
-            return
+        fetched, self._fetched = self._fetched, []
+        for batch in fetched:
+            self._use_batch(batch)
+
+    def _use_batch(self, fetched: LoaderBatch) -> None:
         record = self._current
         if record[schema.F_EPOCH] is None:  # the epoch of the loader that produced the step's first batch
             record[schema.F_EPOCH] = fetched.epoch
@@ -295,7 +324,7 @@ class Recorder:
         caller = sys._getframe(1)
         collectors = (
             (schema.META_MODEL, lambda: structure.describe_model(roots, _optimizer_params(optimizer))),
-            (schema.META_CONFIG_OBJECTS, lambda: settings.find_config_objects(caller)),
+            (schema.META_CONFIG_OBJECTS, lambda: settings.find_config_objects(caller, self._named_configs())),
             (schema.META_SOURCES, sources.collect_sources),
         )
         for key, collect in collectors:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
+import itertools
 import os
 import re
 import sys
@@ -168,13 +169,17 @@ def _candidates(start: types.FrameType | None) -> Iterator[tuple[str, str, Any]]
                 yield f"{function}:self.{name}", name, value
 
 
-def find_config_objects(start: types.FrameType | None = None) -> dict[str, Any]:
-    """META_CONFIG_OBJECTS: {where: value}; one entry per object, named where it was first found."""
+def find_config_objects(start: types.FrameType | None = None, named: dict[str, Any] | None = None) -> dict[str, Any]:
+    """META_CONFIG_OBJECTS: {where: value}; one entry per object, named where it was first found.
+
+    `named` ({where: object}, from framework shims) come first: a framework's config keeps the
+    framework's name whatever variable the trainer holds it in.
+    """
     if start is None:
         start = sys._getframe(1)
     found: dict[str, Any] = {}
     seen: set[int] = set()
-    for where, name, value in _candidates(start):
+    for where, name, value in itertools.chain(((w, w, v) for w, v in (named or {}).items()), _candidates(start)):
         if id(value) in seen:
             continue
         converted = config_value(name, value)
