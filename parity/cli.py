@@ -109,11 +109,17 @@ def add_run_options(addoption: Callable[..., Any], prefix: str = "", *, runs_dir
     addoption(f"--{prefix}runs-dir", default=runs_dir, help=f"where recorded runs are kept (default: {runs_dir}/)")
 
 
-def add_golden_options(addoption: Callable[..., Any], prefix: str = "") -> None:
-    """Gate against stored goldens: `--golden`/`--update-golden` here, `--parity-golden`... under pytest."""
+def add_golden_options(addoption: Callable[..., Any], prefix: str = "", *, auto: bool = False) -> None:
+    """Gate against stored goldens: `--golden`/`--update-golden` here, `--parity-golden`... under pytest.
+
+    `auto`: goldens are used where stored by default (the pytest items), and `--no-golden` turns that off."""
     addoption(f"--{prefix}golden", action="store_true",
               help="run only the candidate and compare it with the pair's stored golden for this environment "
                    "(a missing golden is created and the gate fails that first time)")
+    if auto:
+        addoption(f"--{prefix}no-golden", action="store_true",
+                  help="record both sides of every pair even where a golden of this environment is stored "
+                       "(default: use it, and record the baseline only where none is stored)")
     addoption(f"--{prefix}update-golden", action="store_true",
               help="re-record the baseline, rewrite its golden on purpose and print what changed per channel")
 

@@ -18,7 +18,7 @@ from parity.results import GateResult
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parity", "differential gates for declared trainer pairs")
     add_run_options(group.addoption, prefix="parity-", runs_dir="runs/pytest")
-    add_golden_options(group.addoption, prefix="parity-")
+    add_golden_options(group.addoption, prefix="parity-", auto=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,11 +45,25 @@ def _gate(config: pytest.Config, path: Path) -> GateResult:
 
     cache = config.stash.setdefault(_GATES, {})
     if path not in cache:
+        golden = True if config.getoption("parity_golden") else None if config.getoption("parity_no_golden") else session.AUTO_GOLDEN
         cache[path] = session.gate(path, steps=config.getoption("parity_steps"), device=config.getoption("parity_device"),
-                                   runs_dir=config.getoption("parity_runs_dir"),
-                                   golden=config.getoption("parity_golden") or None,
+                                   runs_dir=config.getoption("parity_runs_dir"), golden=golden,
                                    update_golden=config.getoption("parity_update_golden"))
     return cache[path]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say which pairs were judged against stored goldens and which recorded their baseline, and why."""
+    gates: dict[Path, GateResult] = config.stash.get(_GATES, {})
+    if not gates:
+        return
+    on_golden = sorted(r.pair.name for r in gates.values() if r.golden is not None)
+    recorded = sorted((r.pair.name, r.golden_note) for r in gates.values() if r.golden is None)
+    terminalreporter.section("parity gates")
+    terminalreporter.write_line(f"{len(on_golden)} pair(s) gated on stored goldens, {len(recorded)} with both sides recorded")
+    for name, note in recorded:
+        if note:
+            terminalreporter.write_line(f"  {name}: {note}")
 
 
 class PairFile(pytest.File):

@@ -47,6 +47,8 @@ class GateResult:
     runs: PairRuns | None = None
     golden: "GoldenResult | None" = None
     """Set when the gate compared against a stored golden (or had to create one)."""
+    golden_note: str | None = None
+    """Set when a golden was wanted where available (`golden="auto"`) but the baseline was recorded: why."""
 
     @property
     def passed(self) -> bool:
@@ -57,7 +59,7 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"pair": self.pair.name, "passed": self.passed, "failures": [f.__dict__ for f in self.failures],
-                "comparison": self.comparison.to_json(), "golden": self.golden.to_json() if self.golden else None}
+                "comparison": self.comparison.to_json(), "golden": self.golden.to_json() if self.golden else None, "golden_note": self.golden_note}
 
 
 @dataclass

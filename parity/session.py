@@ -123,11 +123,16 @@ def gate(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cp
     """Record the pair (cached), compare with the pair's tolerances, and judge its expectations.
 
     `golden=True`: compare the candidate with the pair's stored golden for the candidate's environment
-    (only the candidate is recorded; see `_gate_on_golden`). `golden=PATH`: a recording of the baseline
-    (run directory or trace file) to compare against instead. `update_golden`: re-record the baseline
-    and rewrite its golden on purpose first. `tolerance` overrides the pair's loss tolerance.
+    (only the candidate is recorded; see `_gate_on_golden`). `golden="auto"`: the same where a golden of
+    this environment is stored, else both sides are recorded (`GateResult.golden_note` says which and
+    why): the pytest items' default, so that a machine with another CPU or torch still gates, on a
+    fresh baseline instead of a foreign golden. `golden=PATH`: a recording of the baseline (run
+    directory or trace file) to compare against instead. `update_golden`: re-record the baseline and
+    rewrite its golden on purpose first. `tolerance` overrides the pair's loss tolerance.
     """
     pair = load(pair)
+    if golden == AUTO_GOLDEN and not update_golden:
+        return _gate_auto(pair, steps=steps, device=device, runs_dir=runs_dir, tolerance=tolerance)
     if golden is True or update_golden:
         return _gate_on_golden(pair, steps=steps, device=device, runs_dir=runs_dir, tolerance=tolerance,
                                update=update_golden)
@@ -136,6 +141,27 @@ def gate(pair: str | Path | Pair, *, steps: int | None = None, device: str = "cp
     comparison = compare(runs.baseline, runs.candidate, tolerances=tolerances(pair, tolerance),
                          baseline_repeat=runs.baseline_repeat, ignore_args=pair.ignore_args)
     return GateResult(pair, comparison, gate_failures(pair, comparison), runs)
+
+
+#: `gate(golden=AUTO_GOLDEN)`: the stored golden of this environment where there is one, else both sides.
+AUTO_GOLDEN = "auto"
+
+
+def _gate_auto(pair: Pair, *, steps: int | None, device: str, runs_dir: str | Path,
+               tolerance: Tolerance | None) -> GateResult:
+    """The golden gate where a golden of the candidate's environment is stored, else the two-sided gate."""
+    from parity.golden.envid import environment_id
+    from parity.golden.store import list_environments
+
+    candidate = _record_side_alone(pair, "candidate", steps=steps, device=device, runs_dir=runs_dir)
+    env = environment_id(candidate.header.get("meta") or {})
+    stored = list_environments(pair.golden.dir, pair.name)
+    if env in stored and steps is None:
+        return _gate_on_golden(pair, steps=steps, device=device, runs_dir=runs_dir, tolerance=tolerance, update=False)
+    result = gate(pair, steps=steps, device=device, runs_dir=runs_dir, tolerance=tolerance)
+    why = (f"--steps {steps} differs from the golden's budget" if env in stored else
+           f"no golden for {env}" + (f" (stored: {', '.join(stored)})" if stored else ""))
+    return dataclasses.replace(result, golden_note=f"{why}: the baseline was recorded")
 
 
 def _on_cuda(*traces: Trace) -> bool:

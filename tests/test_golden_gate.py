@@ -134,3 +134,16 @@ def test_two_gates_at_once_share_one_golden(stored, tmp_path) -> None:
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
     goldens = pair.parent.parent / "goldens"
     load_golden(goldens, "toy-golden", list_environments(goldens, "toy-golden")[0])  # still intact: checksum holds
+
+
+def test_auto_uses_a_stored_golden_and_records_the_baseline_where_none_is(stored, tmp_path) -> None:
+    pair, runs = stored
+    on_golden = session.gate(pair, runs_dir=runs, golden=session.AUTO_GOLDEN)
+    assert on_golden.golden is not None and on_golden.golden_note is None and on_golden.passed
+    assert on_golden.runs.baseline == on_golden.golden.path  # compared with the golden, not a recording
+    # Another pair (no golden stored for it): the auto gate records its baseline and says why.
+    other = _pair(tmp_path, name="toy-golden-other")
+    fresh = session.gate(other, runs_dir=tmp_path / "runs", golden=session.AUTO_GOLDEN)
+    assert fresh.golden is None and fresh.passed
+    assert fresh.golden_note.startswith("no golden for cpu-") and "baseline was recorded" in fresh.golden_note
+    assert (tmp_path / "runs" / "toy-golden-other" / "baseline" / "trace-rank0.jsonl").exists()
