@@ -171,6 +171,18 @@ def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int |
             "so prepared data and augmentation cannot be told apart)", **evidence}
 
 
+def _rebatched(baseline: Trace, candidate: Trace) -> int | None:
+    """The number of compared updates when every one trained on the same samples, batched differently
+    (micro-batches of an accumulation window joined or split: 2x16 vs 1x32); else None."""
+    n = min(len(baseline.steps), len(candidate.steps))
+    pairs = [(baseline.steps[i], candidate.steps[i]) for i in range(n)]
+    if not pairs or any(a.get(F_SAMPLES) is None or a.get(F_SAMPLES) != b.get(F_SAMPLES) for a, b in pairs):
+        return None
+    if not any(len(a.get(F_LOADER) or ()) != len(b.get(F_LOADER) or ()) for a, b in pairs):
+        return None
+    return n
+
+
 def check_data(baseline: Trace, candidate: Trace) -> Finding:
     """IDENTICAL when the loader produced bit-identical batches in the same order and the model's root
     forward saw bit-identical inputs (order-sensitive digests); each part is compared where both sides
@@ -193,6 +205,12 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
         seen = " and ".join(what for field, what in _CHANNELS if evidence[f"{field}_steps_compared"])
         return Finding("data", schema.IDENTICAL, f"same {seen} in the same order for all {evidence['steps_compared']} "
                        "compared steps", None, evidence)
+    rebatched = _rebatched(baseline, candidate)
+    if rebatched is not None:
+        evidence.update(strength="exact bits of each update's samples (order-insensitive sum of row digests)",
+                        rebatched=True)
+        return Finding("data", schema.IDENTICAL, f"the same samples in each of the {rebatched} compared updates, "
+                       "split into a different number of micro-batches", None, evidence)
     first = min(firsts.values())
     n = min(len(baseline.steps), len(candidate.steps))
     kind = _classify(baseline, candidate, first, firsts.get(F_LOADER), n)

@@ -32,8 +32,8 @@ STATE_FIELDS = ("mixed_precision", "gradient_accumulation_steps", "num_processes
                 "non_blocking", "use_stateful_dataloader")
 
 
-def accelerator_state(accelerator: Any) -> dict[str, Any]:
-    """The Accelerator's settings that change training, as plain values."""
+def accelerator_state(accelerator: Any) -> types.SimpleNamespace:
+    """The Accelerator's settings that change training, as plain values (a namespace: config by type)."""
     state: dict[str, Any] = {}
     for name in STATE_FIELDS:
         try:
@@ -41,7 +41,7 @@ def accelerator_state(accelerator: Any) -> dict[str, Any]:
         except Exception:  # a property that needs an initialised backend
             continue
         state[name] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
-    return state
+    return types.SimpleNamespace(**state)
 
 
 def install(patches: "TorchPatches", module: types.ModuleType) -> None:

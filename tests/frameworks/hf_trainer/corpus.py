@@ -39,3 +39,15 @@ def lm_blocks(texts: list[str], tokenizer: CharTokenizer, block_size: int) -> Da
     rows = [ids[i * block_size:(i + 1) * block_size] for i in range(n)]
     return Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * block_size for _ in rows],
                               "labels": [list(r) for r in rows]})
+
+
+def fast_tokenizer(texts: list[str]):  # noqa: ANN201 -- transformers is imported lazily, as its users do
+    """The same character vocabulary as a `PreTrainedTokenizerFast` (a BPE model without merges), for
+    trainers that want a processing class (TRL's SFTTrainer)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    chars = CharTokenizer(texts)
+    vocab = {"<pad>": chars.pad_token_id, "</s>": chars.eos_token_id, **chars.vocab}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[])),
+                                   pad_token="<pad>", eos_token="</s>")
