@@ -287,10 +287,10 @@ class TorchPatches:
         self._patch(clip_grad, "clip_grad_norm_", make)
         if torch.nn.utils.clip_grad_norm_ is original:
             self._patch(torch.nn.utils, "clip_grad_norm_", lambda _: clip_grad.clip_grad_norm_)
-        if hasattr(clip_grad, "clip_grads_with_norm_"):
-            self._patch_two_step_clip(clip_grad)
+        if hasattr(torch.nn.utils, "clip_grads_with_norm_"):  # torch >= 2.6
+            self._patch_two_step_clip()
 
-    def _patch_two_step_clip(self, clip_grad: types.ModuleType) -> None:
+    def _patch_two_step_clip(self) -> None:
         """torch's two-step clipping (`get_total_norm`, then `clip_grads_with_norm_`), as accelerate uses it.
 
         The clip is recorded at `clip_grads_with_norm_`, with the total norm it is given: the norm
@@ -323,11 +323,9 @@ class TorchPatches:
                 return patches._outermost("clip", lambda: original(*args, **kwargs), on_enter=enter)
             return clip_grads_with_norm_
 
+        # Public in torch.nn.utils (where accelerate imports them from at each call); private in clip_grad.
         for name, make in (("get_total_norm", make_total), ("clip_grads_with_norm_", make_clip)):
-            original = getattr(clip_grad, name)
-            self._patch(clip_grad, name, make)
-            if getattr(torch.nn.utils, name, None) is original:
-                self._patch(torch.nn.utils, name, lambda _, name=name: getattr(clip_grad, name))
+            self._patch(torch.nn.utils, name, make)
 
     # -- schedulers --------------------------------------------------------------------------
     def _patch_schedulers(self) -> None:
