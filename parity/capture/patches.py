@@ -163,7 +163,7 @@ class TorchPatches:
         if dynamo_tracing():
             return None
         self._outer_frame = None  # the forward it belonged to is over: release its locals
-        closure = kwargs.get("closure", args[0] if args else None)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if callable(closure):
             return self._after_closure(optimizer, closure, args, kwargs)
         self._update_begins(optimizer)
@@ -187,7 +187,7 @@ class TorchPatches:
             return result
         if "closure" in kwargs:
             return args, {**kwargs, "closure": closure_then_update}
-        return (closure_then_update, *args[1:]), kwargs
+        return (args[0], closure_then_update, *args[2:]), kwargs
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if dynamo_tracing():
