@@ -9,19 +9,21 @@ environment, seed and code revision) means a second ablation reruns nothing it a
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from parity.checks.base import as_float, rel_diff
+from parity.checks.base import rel_diff
 from parity.checks.compare import compare_traces
 from parity.exceptions import ConfigError
 from parity.pairs import Metrics, Pair, Side, Toggle
 from parity.results import AblationResult, ToggleResult
 from parity.sides import record_side
 from parity.trace.reader import Trace, load_run
+from parity.trace.records import step_views
 
 
 def read_metrics(metrics: Metrics, run_dir: Path) -> dict[str, float | None]:
@@ -50,15 +52,16 @@ def load_toggles(pair: Pair) -> tuple[tuple[Toggle, ...], Metrics | None]:
 
 def stability(trace: Trace) -> dict[str, Any]:
     """Largest pre-clip gradient norm and the first step with a non-finite loss: the instability signals."""
-    norms = [as_float(s["grad_norm"]["value"]) for s in trace.steps if s.get("grad_norm")]
-    finite = [n for n in norms if n == n and n != float("inf")]
-    bad = next((s["step"] for s in trace.steps for l in s.get("losses", []) if l["value"] in ("nan", "inf", "-inf")), None)
+    steps = step_views(trace)
+    norms = [s.grad_norm.as_float() for s in steps if s.grad_norm is not None]
+    finite = [n for n in norms if math.isfinite(n)]
+    bad = next((s.index for s in steps for loss in s.losses if not math.isfinite(loss.as_float())), None)
     return {"max_grad_norm": max(finite) if finite else None, "first_nonfinite_loss_step": bad}
 
 
 def final_loss(trace: Trace, tail: float = 0.1) -> float | None:
     """Mean loss over the last 10% of steps: less sensitive to one noisy batch than the last value."""
-    losses = [as_float(s["losses"][0]["value"]) for s in trace.steps if s.get("losses")]
+    losses = [s.first_loss.as_float() for s in step_views(trace) if s.first_loss is not None]
     if not losses:
         return None
     n = max(1, int(len(losses) * tail))

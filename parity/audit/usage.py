@@ -14,6 +14,7 @@ from parity.audit.result import (CONTROL_STATES, NOT_APPLICABLE, NOT_SAVED, RNG_
 from parity.exceptions import CheckpointError
 from parity.trace import schema
 from parity.trace.reader import Run, Trace
+from parity.trace.records import step_views
 
 #: torch.optim classes (and common third-party ones) that keep per-parameter state between steps.
 STATEFUL_OPTIMIZERS = frozenset({"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop",
@@ -110,7 +111,7 @@ def _describe_optimizer(described: dict[str, Any]) -> str:
 
 
 def _events(trace: Trace) -> set[str]:
-    return {event for step in trace.steps for event in (step.get("events") or [])}
+    return {event for step in step_views(trace) for event in step.events}
 
 
 def _scheduler_usage(trace: Trace) -> _Usage:
@@ -123,16 +124,16 @@ def _scheduler_usage(trace: Trace) -> _Usage:
 
 
 def _scaler_usage(trace: Trace) -> _Usage:
-    steps = [s["step"] for s in trace.steps if schema.EV_SCALER_STEP in (s.get("events") or [])]
+    steps = [s.index for s in step_views(trace) if schema.EV_SCALER_STEP in s.events]
     if steps:
         return _Usage(True, f"'{schema.EV_SCALER_STEP}' in {len(steps)} step{'s' if len(steps) != 1 else ''}")
     return _Usage(False, f"no '{schema.EV_SCALER_STEP}' event in {len(trace.steps)} steps")
 
 
 def _rng_usage(trace: Trace, generator: str) -> _Usage:
-    digests = [(s["step"], s["rng"][generator]) for s in trace.steps
-               if isinstance(s.get("rng"), dict) and s["rng"].get(generator) is not None]
-    if generator == "cuda" and not digests and any(isinstance(s.get("rng"), dict) for s in trace.steps):
+    steps = step_views(trace)
+    digests = [(s.index, s.rng[generator]) for s in steps if isinstance(s.rng, dict) and s.rng.get(generator) is not None]
+    if generator == "cuda" and not digests and any(isinstance(s.rng, dict) for s in steps):
         return _Usage(False, "CUDA was never initialised")
     if len(digests) < 2:
         return _Usage(None, f"{len(digests)} recorded {generator} RNG digest{'s' if len(digests) != 1 else ''}; "
@@ -144,7 +145,7 @@ def _rng_usage(trace: Trace, generator: str) -> _Usage:
 
 
 def _data_usage(trace: Trace) -> _Usage:
-    batches = sum(1 for s in trace.steps if s.get("batch"))
+    batches = sum(1 for s in step_views(trace) if s.batch)
     if not batches:
         return _Usage(None, "no recorded batches")
     if len(trace.steps) < 2:

@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from parity.checks.base import as_float, rel_diff
+from parity.checks.base import rel_diff
 from parity.checks.compare import Comparison, compare_traces
 from parity.trace import schema
 from parity.trace.reader import Trace
+from parity.trace.records import StepView
 
 #: What a first-diverging channel most likely means after a resume.
 MISSING_STATE = {
@@ -53,7 +54,8 @@ class SegmentResult:
 
 
 def _loss(step: dict) -> float | None:
-    return as_float(step["losses"][0]["value"]) if step.get("losses") else None
+    loss = StepView(step).first_loss
+    return loss.as_float() if loss is not None else None
 
 
 def loss_differences(continuous: Trace, resumed: Trace, offset: int) -> dict[str, Any]:
@@ -87,8 +89,8 @@ def per_unit_losses(continuous: Trace, resumed: Trace, offset: int, steps_per_un
 def _same_as_start(continuous: Trace, resumed: Trace) -> bool:
     if not resumed.steps or not continuous.steps:
         return False
-    a, b = continuous.steps[0], resumed.steps[0]
-    return bool(a.get("losses")) and a.get("losses") == b.get("losses") and a.get("params") == b.get("params")
+    a, b = StepView(continuous.steps[0]), StepView(resumed.steps[0])
+    return bool(a.losses) and a.losses == b.losses and a.params == b.params
 
 
 def compare_segment(continuous: Trace, resumed: Trace, *, at: int, offset: int, to_end: bool = True,

@@ -18,6 +18,7 @@ from parity.checks.base import rel_diff
 from parity.checks.compare import compare_traces
 from parity.trace import schema
 from parity.trace.reader import Trace, load_run
+from parity.trace.records import TraceMeta, step_views
 
 #: Argparse values that legitimately differ between continuous, stopped and resumed runs.
 RESUME_ARGS = frozenset({"resume", "steps", "stop_after_epoch", "save_every", "save_at_epochs", "ckpt_dir", "out",
@@ -135,10 +136,10 @@ class ResumeRunner:
 
     def _applicable(self, continuous: Trace) -> dict[str, str | None]:
         """Control kind -> None if it can apply to this run, else why not."""
-        events = {e for s in continuous.steps for e in s["events"]}
-        rng = {k for s in continuous.steps for k in (s.get("rng") or {})}
-        return {"optimizer": None if continuous.meta.get("optimizers") else "no optimizer recorded",
-                "scheduler": None if continuous.meta.get("schedulers") else "the run uses no LR scheduler",
+        events = {e for s in step_views(continuous) for e in s.events}
+        rng = {k for s in step_views(continuous) for k in (s.rng or {})}
+        return {"optimizer": None if TraceMeta.of(continuous).optimizers else "no optimizer recorded",
+                "scheduler": None if TraceMeta.of(continuous).schedulers else "the run uses no LR scheduler",
                 "grad_scaler": None if schema.EV_SCALER_STEP in events else "the run uses no GradScaler",
                 "rng_cuda": None if "cuda" in rng else "no CUDA generator in this run",
                 "rng_torch": None, "rng_numpy": None, "rng_python": None}
