@@ -22,6 +22,7 @@ from parity.checks.step_order import check_step_order
 from parity.checks.train_mode import check_train_mode
 from parity.trace import schema
 from parity.exceptions import ConfigError, TraceError
+from parity.trace.columns import shared_columns
 from parity.trace.reader import Trace
 from parity.trace.records import TraceMeta
 
@@ -107,7 +108,14 @@ def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
     if da != db:
         raise TraceError(f"{candidate.path}: recorded with digest algorithm {db!r}, but {baseline.path} with {da!r}; "
                          "digests are only comparable within one algorithm: re-record one side with this parity")
-    findings = [
+    with shared_columns():  # every check scans the same two traces' columns: build them once
+        findings = _findings(baseline, candidate, ignore_args, limits)
+    _weigh_train_mode(findings)
+    return findings
+
+
+def _findings(baseline: Trace, candidate: Trace, ignore_args: frozenset[str], limits: dict[str, Tolerance]) -> list[Finding]:
+    return [
         check_config(baseline, candidate, ignore_args),
         check_step_order(baseline, candidate),
         check_model(baseline, candidate),
@@ -119,8 +127,6 @@ def run_checks(baseline: Trace, candidate: Trace, tolerance: Tolerance = Toleran
         check_params(baseline, candidate),
         check_optimizer_state(baseline, candidate),
     ]
-    _weigh_train_mode(findings)
-    return findings
 
 
 def _weigh_train_mode(findings: list[Finding]) -> None:

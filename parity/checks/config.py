@@ -92,13 +92,29 @@ def is_path_change(change: dict[str, Any]) -> bool:
     return bool(values) and all(_looks_like_path(v) for v in values)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """True only where deepdiff can find nothing: same types all the way down and equal values (1 and 1.0,
+    or 0.0 and -0.0, are left to deepdiff, which tells them apart)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return isinstance(a, (str, int, bool, type(None))) and a == b
+
+
 def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    a, b = run_config(baseline, ignore), run_config(candidate, ignore)
+    b[schema.META_CONFIG_OBJECTS] = align_config_objects(a[schema.META_CONFIG_OBJECTS], b[schema.META_CONFIG_OBJECTS])
+    if _same(a, b):  # the common case, without deepdiff's ~0.6 s import
+        return []
     from deepdiff import DeepDiff  # imported here: it costs ~0.6 s of start-up that `parity --help` should not pay
 
     # ignore_private_variables=False: config objects are keyed like "__main__.CONFIG", which deepdiff
     # would otherwise skip as a private name.
-    a, b = run_config(baseline, ignore), run_config(candidate, ignore)
-    b[schema.META_CONFIG_OBJECTS] = align_config_objects(a[schema.META_CONFIG_OBJECTS], b[schema.META_CONFIG_OBJECTS])
     diff = DeepDiff(a, b, verbose_level=2, ignore_private_variables=False)
     return _flatten_changes(diff)
 

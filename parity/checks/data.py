@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from parity.checks.base import Finding, first_mismatch, not_compared
+from parity.trace import columns as col
 from parity.trace import schema
 from parity.trace.reader import Trace
 from parity.trace.records import LabelCounts, StepView, TraceMeta
@@ -82,6 +85,14 @@ def _label_totals(trace: Trace, n: int) -> Counter:
 
 def _epoch_sums(trace: Trace, n: int) -> dict[int, tuple[int, int]]:
     """Per epoch: (sum of the steps' order-insensitive sample digests mod 2**64, steps in the epoch)."""
+    columns = col.step_columns(trace)
+    if columns.regular(col.EPOCH, col.SAMPLES):
+        valid = (columns.ep_state[:n] == col.PRESENT) & (columns.smp_state[:n] == col.PRESENT)
+        epochs, values = columns.ep[:n][valid], columns.smp_bits[:n][valid]
+        order = np.argsort(epochs, kind="stable")
+        keys, starts, per_epoch = np.unique(epochs[order], return_index=True, return_counts=True)
+        totals = np.add.reduceat(values[order], starts) if len(starts) else values[:0]  # uint64: wraps mod 2**64
+        return {int(e): (int(t), int(c)) for e, t, c in zip(keys, totals, per_epoch)}
     sums: dict[int, tuple[int, int]] = {}
     for step in trace.steps[:n]:
         epoch, samples = step.get(F_EPOCH), step.get(F_SAMPLES)
@@ -175,12 +186,39 @@ def _rebatched(baseline: Trace, candidate: Trace) -> int | None:
     """The number of compared updates when every one trained on the same samples, batched differently
     (micro-batches of an accumulation window joined or split: 2x16 vs 1x32); else None."""
     n = min(len(baseline.steps), len(candidate.steps))
+    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
+    if ca.regular(col.SAMPLES, col.LOADER) and cb.regular(col.SAMPLES, col.LOADER):
+        sa, sb = ca.smp_state[:n], cb.smp_state[:n]
+        if not n or ((sa == col.ABSENT) | (sa != sb) | (ca.smp_bits[:n] != cb.smp_bits[:n])
+                     | (ca.smp_len[:n] != cb.smp_len[:n])).any():
+            return None
+        return n if (col.counts(ca.ld_off, n) != col.counts(cb.ld_off, n)).any() else None
     pairs = [(baseline.steps[i], candidate.steps[i]) for i in range(n)]
     if not pairs or any(a.get(F_SAMPLES) is None or a.get(F_SAMPLES) != b.get(F_SAMPLES) for a, b in pairs):
         return None
     if not any(len(a.get(F_LOADER) or ()) != len(b.get(F_LOADER) or ()) for a, b in pairs):
         return None
     return n
+
+
+def _first_mismatch(baseline: Trace, candidate: Trace, field: str) -> tuple[int | None, int]:
+    """first_mismatch of the loader batches or the model inputs (compared where the same roots ran)."""
+    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
+    channel = col.LOADER if field == F_LOADER else col.BATCH
+    if not (ca.regular(channel) and cb.regular(channel)):
+        return first_mismatch(baseline, candidate, lambda s: s.get(field) or None,
+                              comparable=_same_roots if field == F_BATCH else None)
+    n = min(ca.n, cb.n)
+    if field == F_LOADER:
+        off_a, off_b, bits_a, bits_b, len_a, len_b = ca.ld_off, cb.ld_off, ca.ld_bits, cb.ld_bits, ca.ld_len, cb.ld_len
+        both = (col.counts(off_a, n) > 0) & (col.counts(off_b, n) > 0)
+    else:
+        off_a, off_b, bits_a, bits_b, len_a, len_b = ca.bt_off, cb.bt_off, ca.bt_bits, cb.bt_bits, ca.bt_len, cb.bt_len
+        root_a, root_b = col.joint_column(ca, cb, "roots", ca.bt_root, cb.bt_root)
+        both = (col.counts(off_a, n) > 0) & (col.counts(off_b, n) > 0) \
+            & col.lists_equal(off_a, off_b, n, lambda ia, ib: root_a[ia] == root_b[ib])
+    same = col.lists_equal(off_a, off_b, n, lambda ia, ib: (bits_a[ia] == bits_b[ib]) & (len_a[ia] == len_b[ib]))
+    return col.first_difference(both, ~same)
 
 
 def check_data(baseline: Trace, candidate: Trace) -> Finding:
@@ -190,8 +228,7 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
     evidence: dict = {"strength": "exact bits (order-sensitive wsum64 digest)"}
     firsts = {}
     for field, what in _CHANNELS:
-        first, compared = first_mismatch(baseline, candidate, lambda s, f=field: s.get(f) or None,
-                                         comparable=_same_roots if field == F_BATCH else None)
+        first, compared = _first_mismatch(baseline, candidate, field)
         evidence[f"{field}_steps_compared"] = compared
         if compared and first is not None:
             firsts[field] = first

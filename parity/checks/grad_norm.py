@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
 
 from parity.checks.base import Finding, Tolerance, aligned, as_float, not_compared, rel_diff, ulp_distance
+from parity.trace import columns as col
 from parity.trace import schema
 from parity.trace.reader import Trace
 from parity.trace.records import StepView
@@ -16,11 +20,37 @@ def _clip_json(step: dict) -> dict | None:
     return step.get(F_CLIP)
 
 
-def check_grad_norm(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
-    """IDENTICAL when norms have the same bits and clipping used the same threshold at every step;
-    EQUIVALENT when the norms differ by at most `tolerance` (relative or in ulps of the recorded dtype) at
-    every step and the clipping is the same. A different clip threshold is always DIFFERENT: it is a
-    setting, not noise."""
+def _scan(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None, int, float, Any]:
+    """(first step whose norm bits differ, first whose clipping differs, steps compared, worst relative
+    difference, worst ulps); over the columns where both traces fit them."""
+    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
+    if not (ca.regular(col.GRAD_NORM) and cb.regular(col.GRAD_NORM)):
+        return _scan_records(baseline, candidate)
+    n = min(ca.n, cb.n)
+    clip_a, clip_b = col.joint_column(ca, cb, "clip", ca.clip[:n], cb.clip[:n])
+    first_clip = col.first_index(clip_a != clip_b)
+    both = (ca.gn_state[:n] == col.PRESENT) & (cb.gn_state[:n] == col.PRESENT)
+    differ = np.flatnonzero(both & ((ca.gn_bits[:n] != cb.gn_bits[:n]) | (ca.gn_len[:n] != cb.gn_len[:n])))
+    compared = int(np.count_nonzero(both))
+    if not len(differ):
+        return None, first_clip, compared, 0.0, 0
+    map_a, map_b = col.joint_ids(ca.tables["dtypes"], cb.tables["dtypes"])
+    len_a, len_b = ca.gn_len[differ], cb.gn_len[differ]
+    none = ((map_a[ca.gn_dtype[differ]] != map_b[cb.gn_dtype[differ]]) | (ca.gn_kind[differ] == col.KIND_NAN)
+            | (cb.gn_kind[differ] == col.KIND_NAN))
+    if none.any():
+        worst_ulps: Any = math.inf
+    else:
+        same_width = len_a == len_b
+        worst_ulps = col.max_int(col.ordered_distance(ca.gn_bits[differ][same_width], cb.gn_bits[differ][same_width],
+                                                      4 * len_a[same_width].astype(np.uint64)))
+        for i in differ[~same_width].tolist():  # digit counts differ: rare, exact through the records
+            worst_ulps = max(worst_ulps, ulp_distance(baseline.steps[i][F_GRAD_NORM], candidate.steps[i][F_GRAD_NORM]))
+    worst_rel = max(0.0, float(col.rel_diffs(ca.gn_val[differ], cb.gn_val[differ]).max()))
+    return int(differ[0]), first_clip, compared, worst_rel, worst_ulps
+
+
+def _scan_records(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None, int, float, Any]:
     first_norm = first_clip = None
     compared = 0
     worst_rel, worst_ulps = 0.0, 0
@@ -38,6 +68,15 @@ def check_grad_norm(baseline: Trace, candidate: Trace, tolerance: Tolerance = To
             ulps = ulp_distance(na, nb)
             worst_ulps = max(worst_ulps, math.inf if ulps is None else ulps)
             worst_rel = max(worst_rel, rel_diff(as_float(na[S_VALUE]), as_float(nb[S_VALUE])))
+    return first_norm, first_clip, compared, worst_rel, worst_ulps
+
+
+def check_grad_norm(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
+    """IDENTICAL when norms have the same bits and clipping used the same threshold at every step;
+    EQUIVALENT when the norms differ by at most `tolerance` (relative or in ulps of the recorded dtype) at
+    every step and the clipping is the same. A different clip threshold is always DIFFERENT: it is a
+    setting, not noise."""
+    first_norm, first_clip, compared, worst_rel, worst_ulps = _scan(baseline, candidate)
     if compared == 0 and first_clip is None:
         return not_compared("grad_norm", "no gradient norms on both sides (capture level minimal?)")
     evidence: dict = {"steps_compared": compared}

@@ -3,18 +3,68 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
 
 from parity.checks.base import Finding, Tolerance, aligned, float64_ulps, not_compared, rel_diff
+from parity.trace import columns as col
 from parity.trace import schema
 from parity.trace.reader import Trace
 from parity.trace.records import StepView
-from parity.trace.schema import F_GROUPS, G_LR
+from parity.trace.schema import F_GROUPS, G_INITIAL_LR, G_LR
+
+#: (first step whose lrs differ, first whose other hyperparameters differ, steps compared, a group added
+#: or removed, max abs, max rel, max ulps of float64).
+_Scan = tuple[int | None, int | None, int, bool, float, float, Any]
 
 
-def check_lr_schedule(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
-    """IDENTICAL when every group's lr is the same float at every step (exact, as Python floats);
-    EQUIVALENT when every difference is within `tolerance` (relative, or ulps of float64: the trace
-    stores learning rates as JSON numbers)."""
+def _scan(baseline: Trace, candidate: Trace) -> _Scan:
+    """Every step's param groups compared; over the columns where both traces fit them."""
+    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
+    if not (ca.regular(col.LR) and cb.regular(col.LR)):
+        return _scan_records(baseline, candidate)
+    n = min(ca.n, cb.n)
+    off_a, off_b = ca.grp_off, cb.grp_off
+    rest_a, rest_b = col.joint_column(ca, cb, "rest", ca.g_rest, cb.g_rest)
+    hyper_a, hyper_b = col.joint_ids([_without_initial_lr(g) for g in ca.tables["rest"]],
+                                     [_without_initial_lr(g) for g in cb.tables["rest"]])
+
+    def same_group(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        has = ca.g_haslr[ia]
+        return (rest_a[ia] == rest_b[ib]) & (has == cb.g_haslr[ib]) & ((has == 0) | (ca.g_lr[ia] == cb.g_lr[ib]))
+
+    def same_hyper(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        return hyper_a[ca.g_rest[ia]] == hyper_b[cb.g_rest[ib]]
+
+    same = (ca.grp_state[:n] == cb.grp_state[:n]) & col.lists_equal(off_a, off_b, n, same_group)
+    with_lr_a = col.count_per_step(off_a, ca.g_haslr == 1, n)
+    with_lr_b = col.count_per_step(off_b, cb.g_haslr == 1, n)
+    slow = ~same & (with_lr_a > 0) & (with_lr_b > 0)  # steps without an lr on a side are not compared
+    compared = int(np.count_nonzero(same & (with_lr_a > 0)) + np.count_nonzero(slow))
+    first_other = col.first_index(slow & ~col.lists_equal(off_a, off_b, n, same_hyper))
+    # The lr lists alone: each side's lrs flattened, with offsets counting only groups that have one.
+    lr_a, lr_b = ca.g_lr[ca.g_haslr == 1], cb.g_lr[cb.g_haslr == 1]
+    lr_off_a = np.concatenate(([0], np.cumsum(ca.g_haslr, dtype=np.int64)))[off_a]
+    lr_off_b = np.concatenate(([0], np.cumsum(cb.g_haslr, dtype=np.int64)))[off_b]
+    differ = slow & ~col.lists_equal(lr_off_a, lr_off_b, n, lambda ia, ib: lr_a[ia] == lr_b[ib])
+    first = col.first_index(differ)
+    if first is None:
+        return None, first_other, compared, False, 0.0, 0.0, 0
+    groups_differ = bool((differ & (with_lr_a != with_lr_b)).any())
+    _, ia, ib = col.pair_items(lr_off_a, lr_off_b, np.flatnonzero(differ))
+    x, y = lr_a[ia], lr_b[ib]
+    max_abs = max(0.0, float(np.abs(x - y).max())) if len(x) else 0.0
+    max_rel = max(0.0, float(col.rel_diffs(x, y).max())) if len(x) else 0.0
+    ulps = col.ordered_distance(x.view(np.uint64), y.view(np.uint64), np.full(len(x), 64, dtype=np.uint64))
+    return first, first_other, compared, groups_differ, max_abs, max_rel, col.max_int(ulps)
+
+
+def _without_initial_lr(rest: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rest.items() if k != G_INITIAL_LR}
+
+
+def _scan_records(baseline: Trace, candidate: Trace) -> _Scan:
     first = first_other = None
     max_abs = max_rel = 0.0
     max_ulps: float = 0
@@ -39,6 +89,14 @@ def check_lr_schedule(baseline: Trace, candidate: Trace, tolerance: Tolerance = 
                 max_ulps = max(max_ulps, math.inf if ulps is None else ulps)
         if first_other is None and va.hyperparameters != vb.hyperparameters:
             first_other = i
+    return first, first_other, compared, groups_differ, max_abs, max_rel, max_ulps
+
+
+def check_lr_schedule(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
+    """IDENTICAL when every group's lr is the same float at every step (exact, as Python floats);
+    EQUIVALENT when every difference is within `tolerance` (relative, or ulps of float64: the trace
+    stores learning rates as JSON numbers)."""
+    first, first_other, compared, groups_differ, max_abs, max_rel, max_ulps = _scan(baseline, candidate)
     if compared == 0:
         return not_compared("lr_schedule", "no optimizer steps with param groups on both sides")
     evidence: dict = {"steps_compared": compared}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from parity.checks.base import Finding, aligned
 from parity.trace import schema
+from parity.trace.columns import EVENTS, joint_column, step_columns
 from parity.trace.reader import Trace
 from parity.trace.schema import F_EVENTS
 
@@ -27,13 +30,26 @@ def _relevant(events: list[str]) -> list[str]:
     return [e for e in events if e not in schema.INERT_EVENTS]
 
 
-def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
-    """DIFFERENT when training-relevant events differ in order or count, or the step counts differ.
+def _first_differences(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None]:
+    """(first step whose training-relevant events differ, first step whose events differ at all)."""
+    ca, cb = step_columns(baseline), step_columns(candidate)
+    if not (ca.regular(EVENTS) and cb.regular(EVENTS)):
+        return _first_differences_in_records(baseline, candidate)
+    n = min(ca.n, cb.n)
+    raw_a, raw_b = ca.events[:n], cb.events[:n]
+    ea, eb = joint_column(ca, cb, "events", raw_a, raw_b)
+    differ = np.flatnonzero(ea != eb)
+    if not len(differ):
+        return None, None
+    # Few distinct sequences: judge each pair of them once, then spread the answer over the steps.
+    pairs, inverse = np.unique(np.stack([raw_a[differ], raw_b[differ]], axis=1), axis=0, return_inverse=True)
+    table_a, table_b = ca.tables["events"], cb.tables["events"]
+    relevant = np.array([_relevant(table_a[x]) != _relevant(table_b[y]) for x, y in pairs.tolist()], dtype=bool)
+    hits = differ[relevant[inverse.ravel()]]  # ascending, as `differ` is
+    return (int(hits[0]) if len(hits) else None), int(differ[0])
 
-    Inert events (save, eval forwards, mode switches) differing makes it EQUIVALENT: shown, but they
-    cannot change an update. Loop order alone does not decide the verdict unless step counts differ;
-    the measured channels say whether a reordering changed training.
-    """
+
+def _first_differences_in_records(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None]:
     first = first_inert = None
     for i, a, b in aligned(baseline, candidate):
         ea, eb = a[F_EVENTS], b[F_EVENTS]
@@ -43,6 +59,17 @@ def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
             first = i
         if first_inert is None:
             first_inert = i
+    return first, first_inert
+
+
+def check_step_order(baseline: Trace, candidate: Trace) -> Finding:
+    """DIFFERENT when training-relevant events differ in order or count, or the step counts differ.
+
+    Inert events (save, eval forwards, mode switches) differing makes it EQUIVALENT: shown, but they
+    cannot change an update. Loop order alone does not decide the verdict unless step counts differ;
+    the measured channels say whether a reordering changed training.
+    """
+    first, first_inert = _first_differences(baseline, candidate)
     na, nb = len(baseline.steps), len(candidate.steps)
     evidence: dict = {"steps": {"baseline": na, "candidate": nb},
                       "ended": {"baseline": baseline.ended_how, "candidate": candidate.ended_how}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from parity.checks.base import Finding, not_compared
+from parity.trace import columns as col
 from parity.trace import schema
 from parity.trace.reader import Trace
 from parity.trace.records import TrainingMode
@@ -36,10 +37,13 @@ def _describe(record: dict[str, Any] | None) -> str:
     return f"training mode with {mode.n_eval} submodules in eval ({names})"
 
 
-def check_train_mode(baseline: Trace, candidate: Trace) -> Finding:
-    """DIFFERENT when, at some step, the modules that trained were in another mode on one side (dropout
-    or batch-norm in eval mode during training). Whether that changed an update is for the loss and
-    gradient channels to say; compare() downgrades it when every one of them is identical."""
+def _first_difference(baseline: Trace, candidate: Trace) -> tuple[int | None, int]:
+    """(first step recorded on both sides whose mode differs, steps compared up to it)."""
+    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
+    if ca.regular(col.MODE) and cb.regular(col.MODE):
+        n = min(ca.n, cb.n)
+        both = (ca.md_state[:n] == col.PRESENT) & (cb.md_state[:n] == col.PRESENT)
+        return col.first_difference(both, (ca.md_train[:n] != cb.md_train[:n]) | (ca.md_neval[:n] != cb.md_neval[:n]))
     compared = 0
     for i, (a, b) in enumerate(zip(baseline.steps, candidate.steps)):
         ma, mb = _mode(a), _mode(b)
@@ -47,11 +51,22 @@ def check_train_mode(baseline: Trace, candidate: Trace) -> Finding:
             continue
         compared += 1
         if ma != mb:
-            evidence = {"step": i, "baseline": a.get(F_MODE), "candidate": b.get(F_MODE)}
-            return Finding("train_mode", schema.DIFFERENT,
-                           f"at the training forward of step {i} the model is in {_describe(a.get(F_MODE))} in "
-                           f"the baseline, {_describe(b.get(F_MODE))} in the candidate (dropout/batch-norm "
-                           "behave differently)", i, evidence)
+            return i, compared
+    return None, compared
+
+
+def check_train_mode(baseline: Trace, candidate: Trace) -> Finding:
+    """DIFFERENT when, at some step, the modules that trained were in another mode on one side (dropout
+    or batch-norm in eval mode during training). Whether that changed an update is for the loss and
+    gradient channels to say; compare() downgrades it when every one of them is identical."""
+    first, compared = _first_difference(baseline, candidate)
+    if first is not None:
+        a, b = baseline.steps[first], candidate.steps[first]
+        evidence = {"step": first, "baseline": a.get(F_MODE), "candidate": b.get(F_MODE)}
+        return Finding("train_mode", schema.DIFFERENT,
+                       f"at the training forward of step {first} the model is in {_describe(a.get(F_MODE))} in "
+                       f"the baseline, {_describe(b.get(F_MODE))} in the candidate (dropout/batch-norm "
+                       "behave differently)", first, evidence)
     if not compared:
         return not_compared("train_mode", "no training-mode record on both sides (trace older than schema v2)")
     return Finding("train_mode", schema.IDENTICAL, f"same training mode at the training forward of all {compared} "

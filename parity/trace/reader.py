@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - exercised by test_reader_without_orjso
     _loads, _FastDecodeError = json.loads, json.JSONDecodeError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from parity.exceptions import TraceError
 from parity.trace import schema
@@ -282,13 +282,17 @@ def _check_header(path: Path, record: dict[str, Any]) -> None:
 
 
 def load_trace(path: str | Path) -> Trace:
-    """Read one trace file. A trailing half-written line (the process died mid-write) is dropped."""
+    """Read one trace file. A trailing half-written line (the process died mid-write) is dropped.
+
+    A large trace is read through its columnar cache (parity.trace.cache), built on the first read: its
+    steps are then a LazySteps, decoded line by line on demand, and the checks scan its columns."""
     # Decoding builds millions of small containers; the cyclic GC would rescan them over and over
     # (it doubled load time on a 100k-step trace) and none of them can form a cycle.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load_trace(Path(path))
+        path = Path(path)
+        return _load_columnar(path) or _load_trace(path)
     finally:
         # Move the decoded records out of the collector's view: later allocation-heavy work (checks,
         # imports) would otherwise trigger full collections that rescan every record.
@@ -314,15 +318,27 @@ def parse_trace(text: str, path: Path) -> Trace:
         lines.pop()
     if not lines:
         raise _fail(path, 1, "empty file, not a parity trace")
+    steps: list[dict[str, Any]] = []
+    cut_off_ok = not text.endswith("\n")
+    numbered = ((lineno, line, cut_off_ok and lineno == len(lines), None) for lineno, line in enumerate(lines, start=1))
+    trace = _parse(numbered, path, lambda record, _: steps.append(record))
+    trace.steps = steps
+    return trace
+
+
+def _parse(lines: Iterator[tuple[int, str | bytes, bool, Any]], path: Path,
+           on_step: Callable[[dict[str, Any], Any], None]) -> Trace:
+    """Validate (lineno, line, may be cut off, where) lines into a Trace; each step record goes to `on_step`
+    with its `where` instead of into the trace."""
     trace: Trace | None = None
-    for lineno, line in enumerate(lines, start=1):
-        last = lineno == len(lines)
+    count = 0
+    for lineno, line, may_be_cut, where in lines:
         try:
             record = _loads(line)
         except (json.JSONDecodeError, _FastDecodeError) as exc:
             # The writer emits a record and its newline in one write, so only a last line without its
             # newline can have been cut off by a kill; anything else is corruption.
-            if last and trace is not None and not text.endswith("\n"):
+            if may_be_cut and trace is not None:
                 break
             raise _fail(path, lineno, f"not valid JSON ({getattr(exc, 'msg', exc)})") from None
         if not isinstance(record, dict) or record.get(schema.F_TYPE) not in schema.RECORD_TYPES:
@@ -335,12 +351,12 @@ def parse_trace(text: str, path: Path) -> Trace:
             continue
         kind = record[schema.F_TYPE]
         if kind == schema.STEP:
-            expected = len(trace.steps)
             step = record.get(schema.F_STEP)
-            if step != expected or isinstance(step, bool):
-                raise _fail(path, lineno, f"step {_shown(step)} out of order (expected {expected})")
+            if step != count or isinstance(step, bool):
+                raise _fail(path, lineno, f"step {_shown(step)} out of order (expected {count})")
             _check_fields(path, lineno, record, _STEP_SPEC, "step")
-            trace.steps.append(record)
+            on_step(record, where)
+            count += 1
         elif kind == schema.META:
             key = record.get(schema.M_KEY)
             if not isinstance(key, str):
@@ -353,8 +369,83 @@ def parse_trace(text: str, path: Path) -> Trace:
             trace.end = record
         else:
             raise _fail(path, lineno, "second header in one trace")
-    assert trace is not None
+    if trace is None:
+        raise _fail(path, 1, "empty file, not a parity trace")
     return trace
+
+
+# -- large traces: columns and a cache --------------------------------------------------------------
+
+class _NotStreamable(Exception):
+    """The streaming read met something only the whole-file read reports exactly (bad UTF-8)."""
+
+
+def _load_columnar(path: Path) -> Trace | None:
+    """The trace read through its columnar cache (built and stored when missing or stale); None when the
+    trace is small, caching is off, or the file has a problem: the whole-file read then reports it."""
+    from parity.trace import cache
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_size < cache.CACHE_MIN_BYTES or not cache.cache_enabled():
+        return None
+    try:
+        key = cache.trace_key(path, st)
+    except OSError:
+        return None
+    stored = cache.read_cache(path, key)
+    if stored is None:
+        try:
+            stored = _build_columns(path)
+        except (TraceError, OSError, _NotStreamable):
+            return None
+        if cache.trace_key(path, path.stat()) == key:  # not appended to while it was read
+            cache.write_cache(path, key, stored)
+    from parity.trace.lazy import LazySteps
+
+    records = stored.records
+    steps = LazySteps(path, stored.starts, stored.ends, stored.columns)
+    return Trace(path=path, header=records["header"], meta=records["meta"], steps=steps, end=records["end"])
+
+
+def _build_columns(path: Path) -> Any:
+    """Validate the trace line by line (never holding more than one record) into a CachedTrace."""
+    from array import array
+
+    import numpy as np
+
+    from parity.trace.cache import CachedTrace
+    from parity.trace.columns import ColumnBuilder
+
+    builder = ColumnBuilder(json_values=True)
+    starts, ends = array("q"), array("q")
+
+    def on_step(record: dict[str, Any], where: tuple[int, int]) -> None:
+        builder.add(record)
+        starts.append(where[0])
+        ends.append(where[1])
+
+    with open(path, "rb") as fh:
+        trace = _parse(_file_lines(fh), path, on_step)
+    records = {"header": trace.header, "meta": trace.meta, "end": trace.end}
+    return CachedTrace(records, np.frombuffer(starts, dtype=np.int64) if starts else np.zeros(0, np.int64),
+                       np.frombuffer(ends, dtype=np.int64) if ends else np.zeros(0, np.int64), builder.finish())
+
+
+def _file_lines(fh: Any) -> Iterator[tuple[int, bytes, bool, tuple[int, int]]]:
+    offset = 0
+    for lineno, raw in enumerate(fh, start=1):
+        complete = raw.endswith(b"\n")
+        line = raw[:-1] if complete else raw
+        if not complete:
+            try:  # a cut-off line is dropped only where the whole file is text, as the whole-file read requires
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _NotStreamable from None
+        yield lineno, line, not complete, (offset, offset + len(line))
+        offset += len(raw)
 
 
 def load_run(directory: str | Path) -> Run:
