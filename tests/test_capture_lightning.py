@@ -255,3 +255,41 @@ def test_logging_and_checkpoint_frequency_are_identical(comparisons):
 def test_pair_file_expectations_hold(name, comparisons):
     failures = session.gate_failures(load_pair(f"fw-lightning-{name}"), comparisons[name])
     assert not failures, [(f.check, f.expected, f.actual, f.step, f.summary) for f in failures]
+
+
+@pytest.mark.slow
+def test_prefetched_batch_is_not_taken_for_the_trained_one(tmp_path):
+    """An iterable dataset has no length, so Lightning's fetcher reads one batch ahead: the step's
+    loader digest must be that of the batch handed to training_step, not of the last fetch."""
+    import lightning as L
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from parity.capture import digest
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(3)
+            for _ in range(64):
+                yield torch.randn(4, generator=generator), torch.randint(0, 2, (), generator=generator)
+
+    class Model(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 2)
+            self.seen: list[str] = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append(digest.digest_tensors(list(batch), weighted=True))
+            return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    model = Model()
+    with parity.record(tmp_path / "run"):
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=3, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        trainer.fit(model, DataLoader(Stream(), batch_size=8))
+    trace = load_run(tmp_path / "run").primary
+    assert [step["loader"] for step in trace.steps] == [[seen] for seen in model.seen]
+    assert trace.meta[schema.META_CONFIG_OBJECTS][shim.CONFIG_TRAINER]["max_steps"] == 3
