@@ -218,6 +218,8 @@ def _first_mismatch(baseline: Trace, candidate: Trace, field: str) -> tuple[int 
         both = (col.counts(off_a, n) > 0) & (col.counts(off_b, n) > 0) \
             & col.lists_equal(off_a, off_b, n, lambda ia, ib: root_a[ia] == root_b[ib])
     same = col.lists_equal(off_a, off_b, n, lambda ia, ib: (bits_a[ia] == bits_b[ib]) & (len_a[ia] == len_b[ib]))
+    if field == F_BATCH:
+        same &= col.lists_equal(off_a, off_b, n, lambda ia, ib: ca.bt_colon[ia] == cb.bt_colon[ib])
     return col.first_difference(both, ~same)
 
 

@@ -38,10 +38,8 @@ def _scan(baseline: Trace, candidate: Trace) -> _Scan:
     n = min(ca.n, cb.n)
     off_a, off_b = ca.loss_off, cb.loss_off
     count_a, count_b = col.counts(off_a, n), col.counts(off_b, n)
-    map_a, map_b = col.joint_ids(ca.tables["dtypes"], cb.tables["dtypes"])
-    dtype_a, dtype_b = map_a[ca.l_dtype] if len(map_a) else ca.l_dtype, map_b[cb.l_dtype] if len(map_b) else cb.l_dtype
-    scale_dtype_a = map_a[ca.ls_dtype] if len(map_a) else ca.ls_dtype
-    scale_dtype_b = map_b[cb.ls_dtype] if len(map_b) else cb.ls_dtype
+    dtype_a, dtype_b = col.joint_column(ca, cb, "dtypes", ca.l_dtype, cb.l_dtype)
+    scale_dtype_a, scale_dtype_b = col.joint_column(ca, cb, "dtypes", ca.ls_dtype, cb.ls_dtype)
 
     def same_bits(ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
         return (ca.l_bits[ia] == cb.l_bits[ib]) & (ca.l_len[ia] == cb.l_len[ib]) & (dtype_a[ia] == dtype_b[ib])

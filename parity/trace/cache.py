@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from parity.trace import schema
-from parity.trace.columns import LAYOUT_VERSION, StepColumns
+from parity.trace.columns import ARRAYS, LAYOUT_VERSION, TABLES, StepColumns
 
 # $set_env.py: PARITY_TRACE_CACHE - "off" reads every trace from its JSON Lines; a directory keeps every
 # trace's columnar cache there instead of beside the trace.
@@ -112,7 +112,7 @@ def _decode(data: bytes, key: dict[str, Any]) -> CachedTrace | None:
             arrays[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
     n = head["n"]
     starts, ends = arrays.pop("_starts"), arrays.pop("_ends")
-    if len(starts) != n or len(ends) != n:
+    if len(starts) != n or len(ends) != n or arrays.keys() != ARRAYS.keys() or set(head["tables"]) != set(TABLES):
         return None
     columns = StepColumns(n, arrays, head["tables"], head["irregular"])
     return CachedTrace(head["records"], starts, ends, columns)

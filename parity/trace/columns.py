@@ -67,7 +67,7 @@ ARRAYS = {
     "params_state": "b", "params_bits": "Q", "params_len": "B",
     "optim_state_state": "b", "optim_state_bits": "Q", "optim_state_len": "B",
     "ld_off": "q", "ld_bits": "Q", "ld_len": "B",
-    "bt_off": "q", "bt_root": "i", "bt_bits": "Q", "bt_len": "B",
+    "bt_off": "q", "bt_root": "i", "bt_colon": "b", "bt_bits": "Q", "bt_len": "B",
     "smp_state": "b", "smp_bits": "Q", "smp_len": "B",
     "ep_state": "b", "ep": "q",
     "md_state": "b", "md_train": "b", "md_neval": "q",
@@ -268,11 +268,12 @@ class ColumnBuilder:
     def _add_batch(self, record: dict[str, Any], _: str) -> None:
         a = self._arrays
         for entry in record.get(F_BATCH) or ():
-            if type(entry) is not str or ":" not in entry:
+            if type(entry) is not str:
                 raise Irregular
-            root, _, digest = entry.rpartition(":")
+            root, colon, digest = entry.rpartition(":")
             bits, length = _hex(digest)
             a["bt_root"].append(self._intern("roots", root, root))
+            a["bt_colon"].append(1 if colon else 0)  # "abc" and ":abc": the same (empty) root, other entries
             a["bt_bits"].append(bits)
             a["bt_len"].append(length)
         a["bt_off"].append(len(a["bt_bits"]))
@@ -384,15 +385,11 @@ def joint_ids(table_a: list, table_b: list) -> tuple[np.ndarray, np.ndarray]:
 
 def joint_column(ca: StepColumns, cb: StepColumns, table: str, column_a: np.ndarray,
                  column_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two id columns of `table` translated into one id space (ids < 0, "none", stay -1)."""
+    """Two id columns of `table` translated into one id space."""
     map_a, map_b = joint_ids(ca.tables[table], cb.tables[table])
-    return _translate(map_a, column_a), _translate(map_b, column_b)
-
-
-def _translate(mapping: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    if not len(mapping):
-        return np.full(len(ids), -1, dtype=np.int64)
-    return np.where(ids >= 0, mapping[np.clip(ids, 0, None)], -1)
+    if np.array_equal(map_a, np.arange(len(map_a))) and np.array_equal(map_b, np.arange(len(map_b))):
+        return column_a, column_b  # b's table starts like a's: the ids already agree
+    return map_a[column_a] if len(map_a) else column_a, map_b[column_b] if len(map_b) else column_b
 
 
 def counts(offsets: np.ndarray, n: int) -> np.ndarray:
@@ -412,9 +409,17 @@ def pair_items(off_a: np.ndarray, off_b: np.ndarray, steps: np.ndarray) -> tuple
 
 
 def lists_equal(off_a: np.ndarray, off_b: np.ndarray, n: int,
-                agree: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Per step (first n): the two lists have as many items and `agree(flat index a, flat index b)` holds
-    for every pair of items."""
+                agree: Callable[[Any, Any], np.ndarray]) -> np.ndarray:
+    """Per step (first n): the two lists have as many items and `agree(items of a, items of b)` (flat
+    indices, or one slice for both) holds for every pair of items."""
+    if np.array_equal(off_a[:n + 1], off_b[:n + 1]):
+        # Every step has as many items on both sides (the usual case): items pair by flat position.
+        start, stop = int(off_a[0]), int(off_a[n])
+        equal = np.ones(n, dtype=bool)
+        bad = np.flatnonzero(~agree(slice(start, stop), slice(start, stop))) + start
+        if len(bad):
+            equal[np.searchsorted(off_a[:n + 1], bad, side="right") - 1] = False
+        return equal
     equal = counts(off_a, n) == counts(off_b, n)
     steps, ia, ib = pair_items(off_a, off_b, np.flatnonzero(equal))
     equal[steps[~agree(ia, ib)]] = False
