@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         return _child(Path(argv[1]), argv[2], int(argv[3]), argv[5:])  # --child OUT SIDE SKIP -- TRAINER ARGS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[8:11]))
+                                epilog="examples:\n" + "\n".join(line for line in __doc__.splitlines() if "hf_sft_speed.py --" in line))
     p.add_argument("--model_size", default="1b", choices=("tiny", "1b"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--steps", type=int, default=25, help="optimizer steps per configuration")
