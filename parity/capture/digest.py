@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 import zlib
 from typing import Any, Iterable, Sequence
 
@@ -82,8 +83,38 @@ def _mix_torch(words: torch.Tensor) -> torch.Tensor:
     return z ^ _lshr(z, 29)
 
 
+def local_shard(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's own shard (FSDP2 `fully_shard`, tensor parallel), else the tensor itself.
+
+    Digests never gather: each rank digests what it holds, and no collective runs inside capture.
+    FSDP2's local shard excludes its padding, so the ranks' element sums add up to the full tensor's."""
+    # No DTensor can exist before its module is imported; the check costs a dict lookup otherwise.
+    if "torch.distributed.tensor" in sys.modules:
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(t, DTensor):
+            return t.to_local()
+    return t
+
+
+def _element_sum(t: torch.Tensor) -> int | torch.Tensor:
+    """The sum, mod 2**64, of each element's bits read as a signed integer of the element's width.
+
+    Unlike sum64's 8-byte words, elements never straddle a shard boundary, so the element sums of the
+    shards of a tensor add up to the whole tensor's however it is cut (the layout-independent digest)."""
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    ints = t.reshape(-1).view(_INT_VIEW[t.element_size()])
+    if t.device.type == "cpu":
+        with np.errstate(over="ignore"):
+            return int(ints.numpy().sum(dtype=np.int64)) & _MASK64
+    return ints.sum(dtype=torch.int64)
+
+
 def _sum_of(t: torch.Tensor, weighted: bool) -> int | torch.Tensor:
     """A CPU tensor's sum as an int now; a device tensor's as a 0-d device tensor (no sync)."""
+    t = local_shard(t)
     if t.device.type == "cpu":
         with np.errstate(over="ignore"):
             w = _words_numpy(t)
@@ -101,9 +132,12 @@ class PendingDigest:
 
     __slots__ = ("meta", "sums", "extra", "value")
 
-    def __init__(self, tensors: Sequence[torch.Tensor], weighted: bool, extra: Sequence[object] = ()) -> None:
+    def __init__(self, tensors: Sequence[torch.Tensor], weighted: bool, extra: Sequence[object] = (),
+                 elements: bool = False) -> None:
+        # `elements`: per-element sums (`_element_sum`, of local shards) instead of sum64/wsum64 words.
+        tensors = [local_shard(t) for t in tensors]
         self.meta = [(str(t.dtype), tuple(t.shape)) for t in tensors]
-        self.sums: list[int | torch.Tensor] = [_sum_of(t, weighted) for t in tensors]
+        self.sums: list[int | torch.Tensor] = [_element_sum(t) if elements else _sum_of(t, weighted) for t in tensors]
         self.extra = list(extra)
         self.value: str | None = None
 

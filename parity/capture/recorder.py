@@ -69,6 +69,19 @@ def _optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[list[tor
     return tensors, scalars
 
 
+#: Name segments that wrappers add and the wrapped model lacks (DDP/DataParallel, torch.compile).
+_WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
+
+
+def _parameter_names(roots: list[torch.nn.Module]) -> dict[int, str]:
+    """id(parameter) -> its name under the model roots, without wrapper segments (the first root naming it wins)."""
+    names: dict[int, str] = {}
+    for root in roots:
+        for name, p in root.named_parameters():
+            names.setdefault(id(p), ".".join(part for part in name.split(".") if part not in _WRAPPER_SEGMENTS))
+    return names
+
+
 def dynamo_tracing() -> bool:
     """True while torch.compile traces: capture code then returns at once, so it is never compiled in."""
     compiler = getattr(torch, "compiler", None)
@@ -119,6 +132,8 @@ class Recorder:
         # Roots of grad-enabled forwards, held weakly until the first update describes them.
         self._roots: dict[int, weakref.ref] = {}
         self._context_recorded = False
+        # id(parameter) -> its name in the model, for `param_sums` (taken at the first update).
+        self._param_names: dict[int, str] = {}
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -178,12 +193,14 @@ class Recorder:
                 "grad_norm": None, "clip": None, "batch": [], "loader": [], "params": None, "optim_state": None,
                 "rng": None, "wall_ms": None, "peak_mem_bytes": None, "skipped": False,
                 schema.F_FIELDS: [], schema.F_SAMPLES: None, schema.F_LABELS: None, schema.F_EPOCH: None,
-                schema.F_MODE: None}
+                schema.F_MODE: None, schema.F_PARAM_SUMS: None}
 
     def _write_step(self) -> None:
         record = self._current
         # Everything still on a device is copied to the host here, once per step and per device.
+        sums = record[schema.F_PARAM_SUMS]
         pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None),
+                   *([sums[1]] if sums is not None else []),
                    *(p for fields in record[schema.F_FIELDS] for p in fields.values())]
         copies = [*(record[schema.F_SAMPLES] or []), *(part.bins for part in record[schema.F_LABELS] or [])]
         scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
@@ -204,6 +221,8 @@ class Recorder:
         for key in ("params", "optim_state"):
             if record[key] is not None:
                 record[key] = record[key].value
+        if sums is not None:
+            record[schema.F_PARAM_SUMS] = {name: digest.hex64(s) for name, s in zip(sums[0], sums[1].sums)}
         self._ensure_writer().write(record)
         self._step += 1
         self._current = self._new_step()
@@ -321,6 +340,7 @@ class Recorder:
         self._context_recorded = True
         roots = [m for m in (ref() for ref in self._roots.values()) if m is not None]
         self._roots.clear()
+        self._param_names = _parameter_names(roots)
         caller = sys._getframe(1)
         collectors = (
             (schema.META_MODEL, lambda: structure.describe_model(roots, _optimizer_params(optimizer))),
@@ -345,6 +365,14 @@ class Recorder:
                 norms = torch.stack([torch.linalg.vector_norm(g.detach(), 2.0).to(grads[0].device) for g in grads])
                 self._current["grad_norm"] = {"tensor": torch.linalg.vector_norm(norms, 2.0), "source": "parity"}
 
+    def _sum_names(self, params: list[torch.Tensor]) -> list[str]:
+        """One distinct key per parameter for `param_sums`: its model name, else "#i" (optimizer order)."""
+        names: list[str] = []
+        for i, p in enumerate(params):
+            name = self._param_names.get(id(p), f"#{i}")
+            names.append(name if name not in names else f"#{i}")
+        return names
+
     def after_update(self, optimizer: torch.optim.Optimizer, skipped: bool = False) -> None:
         if dynamo_tracing():
             return
@@ -354,6 +382,8 @@ class Recorder:
             record["params"] = digest.PendingDigest(_optimizer_params(optimizer), weighted=False)
             tensors, scalars = _optimizer_state_tensors(optimizer)
             record["optim_state"] = digest.PendingDigest(tensors, weighted=False, extra=scalars)
+            params = _optimizer_params(optimizer)
+            record[schema.F_PARAM_SUMS] = (self._sum_names(params), digest.PendingDigest(params, weighted=False, elements=True))
             record["rng"] = rng_digests()
         now = time.perf_counter()
         start = self._last_update_end if self._last_update_end is not None else self._first_event_time or now

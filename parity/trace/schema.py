@@ -12,6 +12,8 @@ Changelog of SCHEMA_VERSION:
        dicts/dataclasses found without edits), `sources` (trainer source files, functions, git),
        `rng_at_first_batch`; header and end carry `load` (load average). Version 1 traces still read:
        their missing fields are NOT_COMPARED.
+     later addition, readable by every v2 reader (unknown step fields are free): step field
+       `param_sums` (per-parameter element sums of local shards, the layout-independent digest).
 """
 
 from __future__ import annotations
@@ -98,9 +100,18 @@ F_EPOCH = "epoch"
 #:   "eval_modules": [names of submodules with training=False, at most 20], "n_eval": int}.
 F_MODE = "mode"
 
+#: `param_sums`: {parameter name: 16 hex digits} after the update, at the steps `params` is digested:
+#:   each parameter's elements (of this rank's local shard under FSDP2/DTensor) read as signed integers
+#:   of their own width and summed mod 2**64. Summed over ranks it equals the unsharded parameter's sum,
+#:   so a sharded run and an unsharded one compare per parameter. Names are the model's own, with the
+#:   wrappers' `module.` (DDP) and `_orig_mod.` (torch.compile) segments left out; "#i" (the optimizer's
+#:   i-th parameter) where no forward named it.
+F_PARAM_SUMS = "param_sums"
+
 #: Every field of a step record, in the order the recorder creates them.
 STEP_FIELDS = (F_TYPE, F_STEP, F_EVENTS, F_LOSSES, F_GROUPS, F_GRAD_NORM, F_CLIP, F_BATCH, F_LOADER, F_PARAMS,
-               F_OPTIM_STATE, F_RNG, F_WALL_MS, F_PEAK_MEM, F_SKIPPED, F_FIELDS, F_SAMPLES, F_LABELS, F_EPOCH, F_MODE)
+               F_OPTIM_STATE, F_RNG, F_WALL_MS, F_PEAK_MEM, F_SKIPPED, F_FIELDS, F_SAMPLES, F_LABELS, F_EPOCH, F_MODE,
+               F_PARAM_SUMS)
 
 # -- meta records ---------------------------------------------------------------------------------
 #: Fields of a meta record: which metadata it is (a META_* key) and its value.
