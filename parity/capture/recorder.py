@@ -82,6 +82,17 @@ def _parameter_names(roots: list[torch.nn.Module]) -> dict[int, str]:
     return names
 
 
+def _parameter_layout(params: list[torch.Tensor], names: list[str]) -> dict[str, Any]:
+    """Placements and shapes of the DTensor parameters (FSDP2 shards), by `param_sums` name."""
+    layout = {}
+    for name, p in zip(names, params):
+        placements = getattr(p, "placements", None)
+        if placements is not None and hasattr(p, "to_local"):
+            layout[name] = {schema.LAYOUT_PLACEMENTS: [str(x) for x in placements], schema.LAYOUT_SHAPE: list(p.shape),
+                            schema.LAYOUT_LOCAL_SHAPE: list(p.to_local().shape)}
+    return layout
+
+
 def dynamo_tracing() -> bool:
     """True while torch.compile traces: capture code then returns at once, so it is never compiled in."""
     compiler = getattr(torch, "compiler", None)
@@ -346,6 +357,8 @@ class Recorder:
             (schema.META_MODEL, lambda: structure.describe_model(roots, _optimizer_params(optimizer))),
             (schema.META_CONFIG_OBJECTS, lambda: settings.find_config_objects(caller, self._named_configs())),
             (schema.META_SOURCES, sources.collect_sources),
+            (schema.META_PARAM_LAYOUT, lambda: _parameter_layout(_optimizer_params(optimizer),
+                                                                 self._sum_names(_optimizer_params(optimizer)))),
         )
         for key, collect in collectors:
             try:

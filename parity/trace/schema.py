@@ -13,7 +13,8 @@ Changelog of SCHEMA_VERSION:
        `rng_at_first_batch`; header and end carry `load` (load average). Version 1 traces still read:
        their missing fields are NOT_COMPARED.
      later addition, readable by every v2 reader (unknown step fields are free): step field
-       `param_sums` (per-parameter element sums of local shards, the layout-independent digest).
+       `param_sums` (per-parameter element sums of local shards, the layout-independent digest), meta
+       key `param_layout` (which parameters are DTensor shards).
 """
 
 from __future__ import annotations
@@ -172,10 +173,16 @@ FILE_MODULE, FILE_SHA, FILE_FUNCTIONS = "module", "sha", "functions"
 #: {"torch": digest, "numpy": digest, "python": digest} just before the first training batch is fetched.
 META_RNG_AT_FIRST_BATCH = "rng_at_first_batch"
 
+#: {parameter name (as in F_PARAM_SUMS): {"placements": [str], "shape": [int], "local_shape": [int]}} for
+#:   every parameter the optimizer updates that is a DTensor (FSDP2 shards: "Shard(dim=0)"), taken at the
+#:   first update; {} when none is. Tells a sharded parameter from a replicated one whose shards look alike.
+META_PARAM_LAYOUT = "param_layout"
+LAYOUT_PLACEMENTS, LAYOUT_SHAPE, LAYOUT_LOCAL_SHAPE = "placements", "shape", "local_shape"
+
 #: Every meta key a recorder writes.
 META_KEYS = (META_ARGPARSE, META_OPTIMIZERS, META_SCHEDULERS, META_NUMERICS_AT_END, META_NONDETERMINISTIC_OPS,
              META_SKIPPED_CALLS, META_CAPTURE_ERROR, META_MODEL, META_DATALOADERS, META_CONFIG_OBJECTS, META_SOURCES,
-             META_RNG_AT_FIRST_BATCH)
+             META_RNG_AT_FIRST_BATCH, META_PARAM_LAYOUT)
 
 # -- header record --------------------------------------------------------------------------------
 H_SCHEMA = "schema"                # SCHEMA_NAME
