@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", metavar="DIR", help="a second recording of the baseline: measure its noise floor")
     p.add_argument("--tolerance", type=parse_tolerance, help=TOLERANCE_HELP + " (default: the pair file's, else exact)")
     p.add_argument("--rank", type=_non_negative_int, default=0, help="which rank's trace to compare (default 0)")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--all-ranks", action="store_true",
+                        help="compare every rank (one world size) and check that each run's replicas agree")
+    layout.add_argument("--sharded", action="store_true",
+                        help="the same training under two layouts (1 process vs N FSDP2 ranks): mean loss within "
+                             "the measured tolerance (or --tolerance), lr exact, layout-independent parameter sums")
     p.add_argument("--ignore-arg", action="append", default=[], help="argparse value to leave out of the config diff")
     add_output_options(p)
 
@@ -272,7 +278,27 @@ def _render(result: ReportResult, fmt: str, output: str | None, generated_by: st
     emit(MarkdownReporter().render(result.comparison, ctx, out), output)
 
 
+def _cmd_compare_ranks(args: argparse.Namespace) -> int:
+    if args.repeat:
+        raise ConfigError("--repeat: the noise floor is measured on one rank; leave out --all-ranks/--sharded",
+                          docs=OPTIONS_DOCS)
+    if args.sharded:
+        result = session.compare_sharded(args.baseline, args.candidate, tolerance=args.tolerance)
+    else:
+        result = session.compare_ranks(args.baseline, args.candidate, tolerance=args.tolerance,
+                                       ignore_args=frozenset(args.ignore_arg))
+    if args.format == "json":
+        emit(to_json_text(result.to_json()), args.output)
+    else:
+        from parity.report.ranks_report import render_ranks_markdown
+
+        emit(render_ranks_markdown(result), args.output)
+    return _exit_for(result.verdict)
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.all_ranks or args.sharded:
+        return _cmd_compare_ranks(args)
     result = session.report_runs(args.baseline, args.candidate, repeat=args.repeat, rank=args.rank,
                                  ignore_args=frozenset(args.ignore_arg), tolerance=args.tolerance,
                                  invocation=_invocation("compare"))

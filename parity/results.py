@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.checks.base import Finding
 from parity.checks.compare import Comparison
+from parity.checks.ranks import combined_status
 from parity.pairs import Pair, ResumeProtocol, Toggle
 from parity.resume.analysis import SegmentResult
 from parity.trace.reader import Trace
 
 __all__ = ["AblationResult", "CalibrationResult", "Comparison", "GateFailure", "GateResult", "GoldenResult", "PairRuns",
-           "ReportResult", "ResumeResult", "SegmentResult", "ToggleResult"]
+           "RanksResult", "ReportResult", "ResumeResult", "SegmentResult", "ToggleResult"]
 
 
 @dataclass
@@ -199,3 +201,30 @@ class AblationResult:
                 "first_divergence": self.baseline.first_divergence, "noise_floor_final_loss_rel": self.noise_floor,
                 "final_loss": self.finals, "metrics": self.metrics, "stability": self.stability,
                 "toggles": [t.to_json() for t in self.toggles]}
+
+
+@dataclass
+class RanksResult:
+    """Two runs compared on every rank (`comparisons`, one world size) or across layouts (`sharded`, a
+    sharded run against an unsharded one), with each run's replica consistency (`consistency`, keyed
+    "baseline" and "candidate"). The verdict is the worst of them; NOT_COMPARED counts only when alone."""
+
+    comparisons: dict[int, Comparison]
+    consistency: dict[str, Finding]
+    sharded: Finding | None = None
+
+    @property
+    def verdict(self) -> str:
+        statuses = {**{f"rank {r}": c.verdict for r, c in self.comparisons.items()},
+                    **{f"{side} consistency": f.status for side, f in self.consistency.items()}}
+        if self.sharded is not None:
+            statuses["sharded"] = self.sharded.status
+        return combined_status(statuses)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict,
+                "ranks": [{"rank": r, "verdict": c.verdict, "first_divergence": c.first_divergence,
+                           "steps": {side: info.get("steps") for side, info in c.sides.items()}}
+                          for r, c in sorted(self.comparisons.items())],
+                "consistency": {side: f.to_json() for side, f in self.consistency.items()},
+                "sharded": self.sharded.to_json() if self.sharded is not None else None}

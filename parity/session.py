@@ -15,12 +15,14 @@ from parity.checks.base import Tolerance
 from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
 from parity.pairs import VERDICT, Pair, Side, load_pair
+from parity.checks.ranks import check_rank_consistency, check_sharded, compare_each_rank
 from parity.results import (AblationResult, CalibrationResult, GateFailure, GateResult, GoldenResult, PairRuns,
-                            ReportResult, ResumeResult)
+                            RanksResult, ReportResult, ResumeResult)
 from parity.sides import GIT_PREFIX, WORKING_TREE, record_side, resolve_side
 from parity.trace.reader import Run, Trace, load_run
 
-__all__ = ["GateFailure", "GateResult", "PairRuns", "ReportResult", "ablate", "compare", "compare_with_traces", "gate",
+__all__ = ["GateFailure", "GateResult", "PairRuns", "RanksResult", "ReportResult", "ablate", "compare", "compare_ranks",
+           "compare_sharded", "compare_with_traces", "gate",
            "gate_failures", "load", "record", "report", "report_runs", "resume_check", "run_pair", "tolerances"]
 
 
@@ -58,6 +60,24 @@ def compare_with_traces(baseline: str | Path, candidate: str | Path, *, toleranc
     c = compare_traces(base, cand, tolerance=tolerance or Tolerance(), baseline_repeat=repeat, ignore_args=ignore_args,
                        tolerances=tolerances)
     return c, base, cand
+
+
+def compare_ranks(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None,
+                  ignore_args: frozenset[str] = frozenset(),
+                  tolerances: Mapping[str, Tolerance] | None = None) -> RanksResult:
+    """Every rank of two runs of one world size compared (a ConfigError otherwise), and each run's replicas."""
+    base, cand = load_run(baseline), load_run(candidate)
+    comparisons = compare_each_rank(base, cand, tolerance=tolerance or Tolerance(), ignore_args=ignore_args,
+                                    tolerances=tolerances)
+    return RanksResult(comparisons, {"baseline": check_rank_consistency(base), "candidate": check_rank_consistency(cand)})
+
+
+def compare_sharded(baseline: str | Path, candidate: str | Path, *, tolerance: Tolerance | None = None) -> RanksResult:
+    """One training under two layouts (1 process against N FSDP2 ranks): losses within `tolerance` (default: the
+    measured `ranks.SHARDED_LOSS_TOLERANCE`), lr exact, layout-independent parameter sums; and each run's replicas."""
+    base, cand = load_run(baseline), load_run(candidate)
+    return RanksResult({}, {"baseline": check_rank_consistency(base), "candidate": check_rank_consistency(cand)},
+                       check_sharded(base, cand, tolerance))
 
 
 def tolerances(pair: Pair | None, override: Tolerance | None = None) -> dict[str, Tolerance]:
