@@ -124,3 +124,40 @@ def test_toy_eval_left_on_records_eval_mode_and_eval_pass_does_not(tmp_path):
     assert modes["eval_pass"] == modes["base"]
     assert all(m["training"] is False and m["n_eval"] == 6 for m in modes["eval_on"])
     assert modes["eval_on"][0]["eval_modules"] == ["0", "1", "2", "3", "4", "5"]
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_recompute_is_not_a_second_root(tmp_path, reentrant):
+    """A block recomputed during backward (gradient checkpointing) runs its forward inside the autograd
+    engine: the model, its events and its batch stay those of the plain run."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(nn.Module):
+        def __init__(self, use: bool) -> None:
+            super().__init__()
+            self.use, self.embed, self.head = use, nn.Linear(4, 6), nn.Linear(6, 2)
+            self.block = nn.Sequential(nn.Linear(6, 6), nn.Tanh())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            hidden = self.embed(x)  # the checkpointed block's input requires grad (reentrant checkpoints need it)
+            hidden = checkpoint(self.block, hidden, use_reentrant=reentrant) if self.use else self.block(hidden)
+            return self.head(hidden)
+
+    traces = {}
+    for use in (False, True):
+        torch.manual_seed(0)
+        model = Checkpointed(use)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.randn(8, 4, requires_grad=False)
+        with parity.record(tmp_path / str(use)):
+            for _ in range(2):
+                opt.zero_grad()
+                model(x).pow(2).mean().backward()
+                opt.step()
+        traces[use] = load_run(tmp_path / str(use)).primary
+    plain, checkpointed = traces[False], traces[True]
+    [root] = checkpointed.meta[schema.META_MODEL][schema.MODEL_ROOTS]
+    assert root[schema.ROOT_CLASS].endswith("Checkpointed")
+    for a, b in zip(plain.steps, checkpointed.steps):
+        assert a[schema.F_EVENTS] == b[schema.F_EVENTS] and a[schema.F_BATCH] == b[schema.F_BATCH]
+        assert a[schema.F_PARAMS] == b[schema.F_PARAMS]

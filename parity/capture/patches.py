@@ -34,6 +34,12 @@ def _data_tensors(values: Any) -> list[torch.Tensor]:
     return [t for t in iter_tensors(values) if not t.requires_grad]
 
 
+def _in_autograd_backward() -> bool:
+    """True while the autograd engine runs a backward (on any of its threads)."""
+    task = getattr(torch._C, "_current_graph_task_id", None)
+    return task is not None and task() != -1
+
+
 def _root_name(module: torch.nn.Module) -> str:
     return type(structure.unwrap_compiled(module)).__name__
 
@@ -407,7 +413,9 @@ class TorchPatches:
             return
         depth = self._depth.get("forward", 0)
         self._depth["forward"] = depth + 1
-        if depth == 0:
+        # A forward run by the autograd engine is activation checkpointing recomputing a block during
+        # backward: part of the backward, not a new call of the model (nor a second root module).
+        if depth == 0 and not _in_autograd_backward():
             self._batch_root = None
             self._safe("forward", self._root_forward, module)
 
@@ -525,7 +533,9 @@ class TorchPatches:
             return __init__
         self._patch(DataLoader, "__init__", make)
 
-    def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+    def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None) -> None:
+        # `always_call` hooks also run when the forward raised (torch then passes no output): the depth
+        # count must come down either way, or every later forward would look nested.
         if dynamo_tracing():
             return
         depth = self._depth.get("forward", 1) - 1
