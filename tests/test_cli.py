@@ -35,7 +35,8 @@ def test_public_flags_are_frozen():
     subparsers = next(a for a in parser._actions if a.dest == "subcommand").choices
     flags = {name: sorted(o for a in p._actions for o in a.option_strings) for name, p in subparsers.items()}
     assert flags["record"] == sorted(["--deterministic", "--force", "--level", "--out", "--seed", "-h", "--help"])
-    assert flags["compare"] == sorted(["--format", "--ignore-arg", "--rank", "--repeat", "--tolerance", "-o", "--output", "-h", "--help"])
+    assert flags["compare"] == sorted(["--all-ranks", "--format", "--ignore-arg", "--rank", "--repeat", "--sharded", "--tolerance",
+                                       "-o", "--output", "-h", "--help"])
     assert flags["gate"] == sorted(["--device", "--format", "--golden", "--pair", "--require-clean", "--runs-dir", "--steps",
                                     "--update-golden", "-h", "--help"])
     assert flags["golden"] == sorted(["--device", "--pair", "--runs-dir", "--steps", "-h", "--help"])
