@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_session.sh single   # one GPU: histocc + nsd pairs, capture overhead
 #   bash benchmarks/gpu_session.sh ddp      # two GPUs: histocc DDP pair over NCCL; CLIP+DoRA resume on one of them
 #   bash benchmarks/gpu_session.sh forks    # one GPU: the fork family (eager vs aot_eager, inductor, LayerNorm)
+#   bash benchmarks/gpu_session.sh hf-sft   # one GPU: seed 004 (1B Llama, HF Trainer): pair report + speed benchmark
+#   bash benchmarks/gpu_session.sh hf-sft-ablate  # one GPU: seed 004, each changed argument alone
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then  # the device machine has no network: dependencies it lacks travel as wheels
@@ -25,6 +27,15 @@ case "${1:-single}" in
     for p in compiled compiled-inductor layernorm-added; do
       python3 -m parity report --pair gpu-fork-$p --device cuda -o reports/gpu/fork-$p.md
     done
+    ;;
+  hf-sft)
+    python3 -m parity report --pair gpu-hf-trainer-before-vs-after --device cuda -o reports/gpu/hf-trainer-before-vs-after.md
+    python3 benchmarks/hf_sft_speed.py --model_size 1b --device cuda --steps 12 --skip 3 \
+      --json reports/gpu/hf-sft-speed.json > reports/gpu/hf-sft-speed.md
+    ;;
+  hf-sft-ablate)
+    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 12 \
+      -o reports/gpu/hf-trainer-ablation.md
     ;;
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
