@@ -131,8 +131,8 @@ def _inconsistent(ranks: list[int], traces: list[Trace], steps: list[dict], valu
     odd = [r for r in ranks if r not in reference]
     step = steps[0].get(schema.F_STEP, 0)
     evidence: dict[str, Any] = {"channel": channel, "ranks": ranks, "odd_ranks": odd, "reference_ranks": reference,
-                                "digests": {str(r): str(v) for r, v in zip(ranks, values)} if channel != schema.F_PARAMS
-                                or not isinstance(values[0], tuple) else {}, "steps_compared": compared}
+                                "digests": {str(r): v for r, v in zip(ranks, values) if isinstance(v, str)},
+                                "steps_compared": compared}
     sums = [_param_sums(t, s) for t, s in zip(traces, steps)]
     if all(s is not None for s in sums):
         names = sorted({n for s in sums for n in s if len({x.get(n) for x in sums}) > 1})
