@@ -15,7 +15,7 @@ from parity.checks.base import Tolerance
 from parity.checks.ranks import SHARDED_LOSS_TOLERANCE, check_rank_consistency, check_sharded, compare_each_rank
 from parity.exceptions import ConfigError
 from parity.trace import schema
-from parity.trace.reader import Run, Trace
+from parity.trace.reader import Run, Trace, load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINER = ROOT / "tests" / "distributed" / "fsdp_train.py"
@@ -202,6 +202,15 @@ def test_fsdp_matches_single_process_within_measured_tolerance(single: Path, fsd
     assert f.status in (schema.EQUIVALENT, schema.IDENTICAL), f.summary
     assert f.evidence["worst_rel"] <= SHARDED_LOSS_TOLERANCE.rel
     assert result.consistency["candidate"].status == schema.NOT_COMPARED  # shards legitimately differ
+    # Before digests read the local shard, every FSDP2 update was lost to a capture error.
+    assert not any(schema.META_CAPTURE_ERROR in t.meta for t in load_run(fsdp).traces.values())
+
+
+@pytest.mark.slow
+def test_ddp_and_fsdp_on_two_ranks_are_bit_identical_across_layouts(ddp: Path, fsdp: Path) -> None:
+    # Both add the same two half-batch gradients and halve them (exact): the layout-independent sums agree.
+    f = session.compare_sharded(ddp, fsdp).sharded
+    assert f.status == schema.IDENTICAL, f.summary
 
 
 @pytest.mark.slow
