@@ -135,11 +135,22 @@ def _child(out: Path, side: str, skip: int, argv: list[str]) -> int:
         "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "gpu_util": util, "train_loss": result.training_loss, "device": str(trainer.args.device),
         "dtype": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
+        "tf32_matmul": _matmul_fp32_precision() if cuda else None,
         "effective_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps,
     }
     out.write_text(json.dumps(record, sort_keys=True, indent=1))
     return 0
+
+
+def _matmul_fp32_precision() -> str:
+    """How CUDA matmuls run float32: "tf32" or "ieee"/"none". Read through the newer API: torch refuses to read
+    the legacy `allow_tf32` once a trainer (TrainingArguments(tf32=True)) set the new one."""
+    import torch
+
+    try:
+        return str(torch.backends.cuda.matmul.fp32_precision)
+    except AttributeError:  # torch < 2.9: only the legacy flag exists
+        return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 def _configurations(pair: str, reverts: bool) -> list[tuple[str, str, list[str]]]:
@@ -210,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         if "BEFORE" not in [c[0] for c in configs]:
             p.error("--only must include BEFORE (every ratio is to it)")
     print("command:", shlex.join([sys.executable, str(Path(__file__).relative_to(REPO)), *argv]))
-    rows = []
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
     for i, (label, side, extra) in enumerate(configs):
         trainer_args = ["--data_path", str(data), "--model_size", args.model_size, "--output_dir", str(work / f"out{i}"),
                         "--max_steps", str(args.steps), "--seed", "0", "--device", args.device, "--scale", str(args.scale),
@@ -218,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         out = work / f"config{i}.json"
         print(f"[{i + 1}/{len(configs)}] {label}: {shlex.join(trainer_args)}", flush=True)
         done = subprocess.run([sys.executable, __file__, "--child", str(out), side, str(args.skip), "--", *trainer_args], cwd=REPO)
-        if done.returncode != 0:
+        if done.returncode != 0:  # one failed configuration is reported, the others still run
             print(f"error: {label} exited with {done.returncode}", file=sys.stderr)
-            return 1
+            failed.append(label)
+            if i == 0:
+                return 1  # every ratio is to BEFORE
+            continue
         rows.append({"config": label, **json.loads(out.read_text())})
     truncation = _truncation(data, args.scale)
     first = rows[0]
@@ -233,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {truncation['examples']} examples, max {truncation['max_tokens']} tokens; truncated at "
           f"{2048 // args.scale}: {truncation['truncated_at_2048']}, at {1536 // args.scale}: {truncation['truncated_at_1536']}")
     print(summarize(rows).to_markdown(index=False, floatfmt=".3f"))
+    if failed:
+        print(f"failed (see their output above): {', '.join(failed)}")
     if args.json:
-        args.json.write_text(json.dumps({"command": argv, "truncation": truncation, "rows": rows}, indent=1, sort_keys=True))
-    return 0
+        args.json.write_text(json.dumps({"command": argv, "truncation": truncation, "rows": rows, "failed": failed},
+                                        indent=1, sort_keys=True))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

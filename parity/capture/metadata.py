@@ -19,21 +19,40 @@ NUMERICS_ENV = (
 )
 
 
+#: Numerics flags by name, each read by its own function: torch refuses to read some (the legacy TF32
+#: flags once a trainer set the new `fp32_precision` API), and one unreadable flag must not lose the others.
+_NUMERICS_FLAGS: dict[str, Any] = {
+    "deterministic_algorithms": lambda: torch.are_deterministic_algorithms_enabled(),
+    "deterministic_warn_only": lambda: torch.is_deterministic_algorithms_warn_only_enabled(),
+    "float32_matmul_precision": lambda: torch.get_float32_matmul_precision(),
+    "num_threads": lambda: torch.get_num_threads(),
+    "cudnn.enabled": lambda: torch.backends.cudnn.enabled,
+    "cudnn.benchmark": lambda: torch.backends.cudnn.benchmark,
+    "cudnn.deterministic": lambda: torch.backends.cudnn.deterministic,
+    "cudnn.allow_tf32": lambda: torch.backends.cudnn.allow_tf32,
+    "cuda.matmul.allow_tf32": lambda: torch.backends.cuda.matmul.allow_tf32,
+    "cuda.matmul.allow_fp16_reduced_precision_reduction":
+        lambda: torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+    "cuda.matmul.allow_bf16_reduced_precision_reduction":
+        lambda: torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+    # The newer per-backend precision API (torch >= 2.9): "ieee", "tf32", "bf16" or "none".
+    "cuda.matmul.fp32_precision": lambda: torch.backends.cuda.matmul.fp32_precision,
+    "cudnn.conv.fp32_precision": lambda: torch.backends.cudnn.conv.fp32_precision,
+}
+
+
 def numerics_flags() -> dict[str, Any]:
-    """Flags that decide which kernels run and how precisely; read now (the trainer may change them)."""
-    flags: dict[str, Any] = {
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "num_threads": torch.get_num_threads(),
-        "cudnn.enabled": torch.backends.cudnn.enabled,
-        "cudnn.benchmark": torch.backends.cudnn.benchmark,
-        "cudnn.deterministic": torch.backends.cudnn.deterministic,
-        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cuda.matmul.allow_fp16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
-        "cuda.matmul.allow_bf16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
-    }
+    """Flags that decide which kernels run and how precisely; read now (the trainer may change them).
+
+    A flag this torch does not have is left out; one it refuses to read is recorded as "unreadable: why"."""
+    flags: dict[str, Any] = {}
+    for name, read in _NUMERICS_FLAGS.items():
+        try:
+            flags[name] = read()
+        except AttributeError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. RuntimeError for legacy TF32 flags after the new API
+            flags[name] = f"unreadable: {str(exc).splitlines()[0][:120]}"
     return flags
 
 
