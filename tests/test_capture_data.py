@@ -131,3 +131,18 @@ def test_loader_patches_are_removed(tmp_path):
     with parity.record(tmp_path / "run"):
         assert DataLoader.__init__ is not originals[0] and DataLoader.__iter__ is not originals[1]
     assert (DataLoader.__init__, DataLoader.__iter__, _BaseDataLoaderIter.__next__) == originals
+
+
+def test_a_hf_datasets_arrow_table_is_prepared_data():
+    """A HF `datasets.Dataset` keeps its rows in an Arrow table: a changed truncation in `map` is a change of
+    the prepared data (a dataset attribute), not of a transform applied when items are read."""
+    datasets = pytest.importorskip("datasets")
+    from parity.capture.batches import dataset_attrs
+
+    rows = [{"ids": list(range(i % 50 + 5))} for i in range(100)]
+
+    def prepared(max_length: int):
+        return datasets.Dataset.from_list(rows).map(lambda r: {"ids": r["ids"][:max_length]})
+
+    assert dataset_attrs(prepared(30))["_data"] == dataset_attrs(prepared(30))["_data"]
+    assert dataset_attrs(prepared(30))["_data"] != dataset_attrs(prepared(20))["_data"]

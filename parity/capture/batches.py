@@ -31,6 +31,9 @@ RAW_ITEMS = 256
 RAW_SECONDS = 2.0
 
 #: Containers of non-scalar items longer than this are not digested (about 25 us an item: keep it under ~0.5 s).
+#: Largest Arrow table (a HF dataset's rows) digested as a dataset attribute; a larger one is memory-mapped
+#: from disk more often than not, and reading it whole at capture start would cost seconds.
+MAX_ARROW_BYTES = 256 << 20
 MAX_ITEMS = 20_000
 
 _INTEGER_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
@@ -283,9 +286,34 @@ def _value_parts(obj: Any, depth: int = 0) -> list[object] | None:
                 return None
             parts += sub
         return parts
+    arrow = _arrow_table(obj)
+    if arrow is not None:
+        return _arrow_parts(arrow)
     if type(obj).__module__.startswith("PIL.") and hasattr(obj, "mode"):
         return ["image", obj.mode, *_value_parts(np.asarray(obj), depth + 1)]
     return None
+
+
+def _arrow_table(obj: Any) -> Any:
+    """The pyarrow Table/RecordBatch behind `obj` (itself, or the one a HF `datasets` table wraps), else None."""
+    inner = getattr(obj, "table", None) if type(obj).__module__.startswith("datasets.") else obj
+    module = type(inner).__module__
+    return inner if module.startswith("pyarrow") and hasattr(inner, "column_names") and hasattr(inner, "nbytes") else None
+
+
+def _arrow_parts(table: Any) -> list[object] | None:
+    """A HF `datasets.Dataset`'s prepared rows live in an Arrow table, not in tensors: digest its schema and
+    the bytes of every column buffer (in memory, so cheap; a table over MAX_ARROW_BYTES is not read)."""
+    import hashlib
+
+    if table.nbytes > MAX_ARROW_BYTES:
+        return None
+    h = hashlib.blake2b(digest_size=8)
+    for column in table.columns:
+        for chunk in getattr(column, "chunks", [column]):
+            for buffer in chunk.buffers():
+                h.update(b"-" if buffer is None else b"%d:" % buffer.size + memoryview(buffer))
+    return ["arrow", str(table.schema), table.num_rows, h.hexdigest()]
 
 
 def _attr_value_parts(value: Any) -> list[object] | None:
