@@ -186,8 +186,9 @@ def _rebatched(baseline: Trace, candidate: Trace) -> int | None:
     """The number of compared updates when every one trained on the same samples, batched differently
     (micro-batches of an accumulation window joined or split: 2x16 vs 1x32); else None."""
     n = min(len(baseline.steps), len(candidate.steps))
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    if ca.regular(col.SAMPLES, col.LOADER) and cb.regular(col.SAMPLES, col.LOADER):
+    pair = col.regular_pair(baseline, candidate, col.SAMPLES, col.LOADER)
+    if pair is not None:
+        ca, cb = pair
         sa, sb = ca.smp_state[:n], cb.smp_state[:n]
         if not n or ((sa == col.ABSENT) | (sa != sb) | (ca.smp_bits[:n] != cb.smp_bits[:n])
                      | (ca.smp_len[:n] != cb.smp_len[:n])).any():
@@ -203,11 +204,11 @@ def _rebatched(baseline: Trace, candidate: Trace) -> int | None:
 
 def _first_mismatch(baseline: Trace, candidate: Trace, field: str) -> tuple[int | None, int]:
     """first_mismatch of the loader batches or the model inputs (compared where the same roots ran)."""
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    channel = col.LOADER if field == F_LOADER else col.BATCH
-    if not (ca.regular(channel) and cb.regular(channel)):
+    pair = col.regular_pair(baseline, candidate, col.LOADER if field == F_LOADER else col.BATCH)
+    if pair is None:
         return first_mismatch(baseline, candidate, lambda s: s.get(field) or None,
                               comparable=_same_roots if field == F_BATCH else None)
+    ca, cb = pair
     n = min(ca.n, cb.n)
     if field == F_LOADER:
         off_a, off_b, bits_a, bits_b, len_a, len_b = ca.ld_off, cb.ld_off, ca.ld_bits, cb.ld_bits, ca.ld_len, cb.ld_len

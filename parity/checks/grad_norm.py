@@ -23,9 +23,10 @@ def _clip_json(step: dict) -> dict | None:
 def _scan(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None, int, float, Any]:
     """(first step whose norm bits differ, first whose clipping differs, steps compared, worst relative
     difference, worst ulps); over the columns where both traces fit them."""
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    if not (ca.regular(col.GRAD_NORM) and cb.regular(col.GRAD_NORM)):
+    pair = col.regular_pair(baseline, candidate, col.GRAD_NORM)
+    if pair is None:
         return _scan_records(baseline, candidate)
+    ca, cb = pair
     n = min(ca.n, cb.n)
     clip_a, clip_b = col.joint_column(ca, cb, "clip", ca.clip[:n], cb.clip[:n])
     first_clip = col.first_index(clip_a != clip_b)

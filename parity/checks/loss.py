@@ -30,11 +30,8 @@ def _difference(a: dict, b: dict) -> dict:
             "dtype": a[S_DTYPE], "ulps": ulp_distance(a, b), "rel": rel_diff(va, vb)}
 
 
-def _scan(baseline: Trace, candidate: Trace) -> _Scan:
-    """Every step's losses compared; over the columns where both traces fit them."""
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    if not (ca.regular(col.LOSS) and cb.regular(col.LOSS)):
-        return _scan_records(baseline, candidate)
+def _scan_columns(ca: col.StepColumns, cb: col.StepColumns) -> _Scan:
+    """Every step's losses compared over the columns (both traces fit them)."""
     n = min(ca.n, cb.n)
     off_a, off_b = ca.loss_off, cb.loss_off
     count_a, count_b = col.counts(off_a, n), col.counts(off_b, n)
@@ -124,7 +121,8 @@ def _scan_records(baseline: Trace, candidate: Trace) -> _Scan:
 
 def check_loss(baseline: Trace, candidate: Trace, tolerance: Tolerance = Tolerance()) -> Finding:
     """IDENTICAL when every recorded loss has the same bits (NaN compares by its bit pattern)."""
-    first, worst_rel, worst_ulps, compared, nan_steps, last = _scan(baseline, candidate)
+    scanned = col.scan(baseline, candidate, (col.LOSS,), _scan_columns, _scan_records)
+    first, worst_rel, worst_ulps, compared, nan_steps, last = scanned
     if compared == 0:
         return not_compared("loss", "no step recorded a loss on both sides (was backward called?)")
     evidence: dict = {"steps_compared": compared, "max_rel": worst_rel, "tolerance": str(tolerance)}

@@ -19,11 +19,8 @@ from parity.trace.schema import F_GROUPS, G_INITIAL_LR, G_LR
 _Scan = tuple[int | None, int | None, int, bool, float, float, Any]
 
 
-def _scan(baseline: Trace, candidate: Trace) -> _Scan:
-    """Every step's param groups compared; over the columns where both traces fit them."""
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    if not (ca.regular(col.LR) and cb.regular(col.LR)):
-        return _scan_records(baseline, candidate)
+def _scan_columns(ca: col.StepColumns, cb: col.StepColumns) -> _Scan:
+    """Every step's param groups compared over the columns (both traces fit them)."""
     n = min(ca.n, cb.n)
     off_a, off_b = ca.grp_off, cb.grp_off
     rest_a, rest_b = col.joint_column(ca, cb, "rest", ca.g_rest, cb.g_rest)
@@ -96,7 +93,8 @@ def check_lr_schedule(baseline: Trace, candidate: Trace, tolerance: Tolerance = 
     """IDENTICAL when every group's lr is the same float at every step (exact, as Python floats);
     EQUIVALENT when every difference is within `tolerance` (relative, or ulps of float64: the trace
     stores learning rates as JSON numbers)."""
-    first, first_other, compared, groups_differ, max_abs, max_rel, max_ulps = _scan(baseline, candidate)
+    scanned = col.scan(baseline, candidate, (col.LR,), _scan_columns, _scan_records)
+    first, first_other, compared, groups_differ, max_abs, max_rel, max_ulps = scanned
     if compared == 0:
         return not_compared("lr_schedule", "no optimizer steps with param groups on both sides")
     evidence: dict = {"steps_compared": compared}

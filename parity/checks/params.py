@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from parity.checks.base import Finding, first_mismatch, not_compared
 from parity.trace import schema
-from parity.trace.columns import OPTIM_STATE, PARAMS, PRESENT, first_difference, step_columns
+from parity.trace.columns import OPTIM_STATE, PARAMS, PRESENT, first_difference, regular_pair
 from parity.trace.reader import Trace
 from parity.trace.schema import F_OPTIM_STATE, F_PARAMS
 
@@ -14,9 +14,10 @@ _CHANNELS = {F_PARAMS: PARAMS, F_OPTIM_STATE: OPTIM_STATE}
 
 def _first_digest_mismatch(baseline: Trace, candidate: Trace, field: str) -> tuple[int | None, int]:
     channel = _CHANNELS.get(field)
-    ca, cb = step_columns(baseline), step_columns(candidate)
-    if channel is None or not (ca.regular(channel) and cb.regular(channel)):
+    pair = regular_pair(baseline, candidate, channel) if channel else None
+    if pair is None:
         return first_mismatch(baseline, candidate, lambda s: s.get(field))
+    ca, cb = pair
     n = min(ca.n, cb.n)
     bits_a, bits_b = ca.arrays[channel + "_bits"][:n], cb.arrays[channel + "_bits"][:n]
     len_a, len_b = ca.arrays[channel + "_len"][:n], cb.arrays[channel + "_len"][:n]

@@ -6,7 +6,7 @@ import numpy as np
 
 from parity.checks.base import Finding, aligned
 from parity.trace import schema
-from parity.trace.columns import EVENTS, joint_column, step_columns
+from parity.trace.columns import EVENTS, joint_column, regular_pair
 from parity.trace.reader import Trace
 from parity.trace.schema import F_EVENTS
 
@@ -32,9 +32,10 @@ def _relevant(events: list[str]) -> list[str]:
 
 def _first_differences(baseline: Trace, candidate: Trace) -> tuple[int | None, int | None]:
     """(first step whose training-relevant events differ, first step whose events differ at all)."""
-    ca, cb = step_columns(baseline), step_columns(candidate)
-    if not (ca.regular(EVENTS) and cb.regular(EVENTS)):
+    pair = regular_pair(baseline, candidate, EVENTS)
+    if pair is None:
         return _first_differences_in_records(baseline, candidate)
+    ca, cb = pair
     n = min(ca.n, cb.n)
     raw_a, raw_b = ca.events[:n], cb.events[:n]
     ea, eb = joint_column(ca, cb, "events", raw_a, raw_b)

@@ -39,8 +39,9 @@ def _describe(record: dict[str, Any] | None) -> str:
 
 def _first_difference(baseline: Trace, candidate: Trace) -> tuple[int | None, int]:
     """(first step recorded on both sides whose mode differs, steps compared up to it)."""
-    ca, cb = col.step_columns(baseline), col.step_columns(candidate)
-    if ca.regular(col.MODE) and cb.regular(col.MODE):
+    pair = col.regular_pair(baseline, candidate, col.MODE)
+    if pair is not None:
+        ca, cb = pair
         n = min(ca.n, cb.n)
         both = (ca.md_state[:n] == col.PRESENT) & (cb.md_state[:n] == col.PRESENT)
         return col.first_difference(both, (ca.md_train[:n] != cb.md_train[:n]) | (ca.md_neval[:n] != cb.md_neval[:n]))

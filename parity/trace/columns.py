@@ -375,6 +375,21 @@ def step_columns(trace: Any) -> StepColumns:
 
 # -- comparing two traces' columns ---------------------------------------------------------------------
 
+def regular_pair(baseline: Any, candidate: Any, *channels: str) -> tuple[StepColumns, StepColumns] | None:
+    """Both traces' columns when every one of `channels` fits them on both sides; else None (the check
+    then reads those channels from the records)."""
+    ca, cb = step_columns(baseline), step_columns(candidate)
+    return (ca, cb) if ca.regular(*channels) and cb.regular(*channels) else None
+
+
+def scan(baseline: Any, candidate: Any, channels: tuple[str, ...], over_columns: Callable[[StepColumns, StepColumns], Any],
+         over_records: Callable[[Any, Any], Any]) -> Any:
+    """A check's scan of two traces: `over_columns(columns a, columns b)` where `channels` fit both, else
+    `over_records(baseline, candidate)`, which walks the step records."""
+    pair = regular_pair(baseline, candidate, *channels)
+    return over_records(baseline, candidate) if pair is None else over_columns(*pair)
+
+
 def joint_ids(table_a: list, table_b: list) -> tuple[np.ndarray, np.ndarray]:
     """Map two per-trace tables onto one id space where equal values (Python ==) share an id."""
     ids: dict[Any, int] = {}
