@@ -41,3 +41,15 @@ for f in parity/pairs/fork-*.toml; do
   p=$(basename "$f" .toml)
   run parity report --pair $p -o reports/forks/$p.md
 done
+# seed 004: HF Trainer SFT, the seed's BEFORE vs AFTER TrainingArguments, and each changed argument alone
+run parity report --pair hf-trainer-before-vs-after -o reports/hf-trainer-before-vs-after.md
+run parity ablate --pair hf-trainer-before-vs-after --jobs 2 -o reports/hf-trainer-ablation.md
+# the framework test beds (tests/frameworks): HF Trainer, accelerate, TRL, Lightning
+mkdir -p reports/frameworks
+for f in parity/pairs/fw-*.toml; do
+  p=$(basename "$f" .toml)
+  case $p in
+    fw-hf-resume) run parity resume-check --pair $p -o reports/frameworks/$p.md ;;
+    *) run parity report --pair $p -o reports/frameworks/$p.md ;;
+  esac
+done
