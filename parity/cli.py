@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    result = session.record(cmd, args.out, seed=args.seed, deterministic=args.deterministic, level=args.level, force=args.force)
+    result = session.record(cmd, args.out, seed=args.seed, deterministic=args.deterministic, level=args.level, force=args.force,
+                            reraise_signal=False)
     attempt = result.failed_attempt or Path(args.out)
     run = load_run(attempt) if any(attempt.glob(schema.TRACE_GLOB)) else None
     steps = {r: len(t.steps) for r, t in run.traces.items()} if run else {}

@@ -200,3 +200,25 @@ def test_a_signal_to_record_stops_the_trainer_and_keeps_its_trace(tmp_path, sign
     provenance = json.loads((out / launch.RUN_FILE).read_text())
     assert provenance["interrupted"] == signum.name
     assert provenance["returncode"] != 0
+
+
+@pytest.mark.slow
+def test_a_signal_during_an_in_process_recording_still_stops_the_host(tmp_path):
+    """pytest, a notebook or `parity report` recording through the library: the trainer is stopped and its
+    files written, then the host gets the signal too, instead of carrying on as if nothing had happened."""
+    out = tmp_path / "x"
+    host = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from parity import session; "
+         f"session.record([sys.executable, {TRAIN!r}, '--steps', '1000000', '--log-every', '1000000'], {str(out)!r}); "
+         "print('the host carried on')"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _steps_on_disk(out / "trace-rank0.jsonl") >= 2, "the trainer's first steps")
+        host.send_signal(signal.SIGTERM)
+        stdout, _ = host.communicate(timeout=60)
+    finally:
+        if host.poll() is None:
+            host.kill()
+    assert host.returncode == -signal.SIGTERM and "carried on" not in stdout
+    assert json.loads((out / launch.RUN_FILE).read_text())["interrupted"] == "SIGTERM"
+    assert load_run(out).primary.end[schema.E_STATUS] == schema.END_INTERRUPTED

@@ -217,8 +217,13 @@ def _kill(proc: subprocess.Popen, received: list[int] | None) -> None:
 def record_command(command: Sequence[str], out: str | os.PathLike, *, seed: int | None = None,
                    deterministic: bool = False, level: str = schema.LEVEL_FULL, cwd: str | os.PathLike | None = None,
                    env: dict[str, str] | None = None, skip_loads: Sequence[str] = (), force: bool = False,
-                   log_output: bool = False, timeout: float | None = None) -> RecordResult:
-    """Run `command`, recording every Python process it starts, one trace per rank, under `out`."""
+                   log_output: bool = False, timeout: float | None = None, reraise_signal: bool = True) -> RecordResult:
+    """Run `command`, recording every Python process it starts, one trace per rank, under `out`.
+
+    A SIGTERM/SIGINT received meanwhile is passed on to the trainer; once its trace and run.json are
+    written, `reraise_signal` delivers it again to this process's own handler, so a host (pytest, a
+    notebook, `parity report`) stops as it would have without parity. `parity record` itself passes
+    False and exits 143/130 after saying what was kept."""
     if not command:
         raise ConfigError("no command to record: put it after `--`, e.g. parity record --out runs/a -- python train.py")
     cfg.CaptureConfig.parse(level)
@@ -236,6 +241,8 @@ def record_command(command: Sequence[str], out: str | os.PathLike, *, seed: int 
     if failed is not None:
         result.failed_attempt = failed
         result.log = failed / result.log.name if result.log else None
+    if reraise_signal and result.interrupted_by is not None:
+        signal.raise_signal(result.interrupted_by)
     return result
 
 
