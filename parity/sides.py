@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -148,10 +149,22 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
         _add_to_provenance(out, setup=setup_record)
     _say(f"recorded {label or side.name} in {result.seconds:.1f} s")
     if key is not None:
-        cached = cache_dir / key
-        shutil.rmtree(cached, ignore_errors=True)
-        shutil.copytree(out, cached)
+        _store_in_cache(out, cache_dir / key)
     return result
+
+
+def _store_in_cache(out: Path, cached: Path) -> None:
+    """Copy a recorded run into the cache so that readers only ever see a complete entry: copied beside it,
+    then renamed into place (parallel ablation jobs and test workers record the same side at once)."""
+    staging = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(out, staging)
+    try:
+        if cached.exists():
+            shutil.rmtree(cached, ignore_errors=True)
+        os.rename(staging, cached)
+    except OSError:  # another process stored the same run first: theirs stands
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _add_to_provenance(out: Path, **fields: object) -> None:
