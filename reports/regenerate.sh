@@ -44,6 +44,13 @@ done
 # seed 004: HF Trainer SFT, the seed's BEFORE vs AFTER TrainingArguments, and each changed argument alone
 run parity report --pair hf-trainer-before-vs-after -o reports/hf-trainer-before-vs-after.md
 run parity ablate --pair hf-trainer-before-vs-after --jobs 2 -o reports/hf-trainer-ablation.md
+# the seed's claims one by one, from the report, the ablation (cached runs of the line above) and the speed benchmark
+mkdir -p runs/claims
+run parity report --pair hf-trainer-before-vs-after --format json -o runs/claims/report.json
+run parity ablate --pair hf-trainer-before-vs-after --jobs 2 --format json -o runs/claims/ablation.json
+run python benchmarks/hf_sft_speed.py --model_size tiny --scale 4 --steps 4 --skip 1 --n 400 --device cpu --json runs/claims/speed.json
+run python -m implementations.hf_sft_optimized.claims --report runs/claims/report.json --ablation runs/claims/ablation.json \
+  --speed runs/claims/speed.json -o reports/hf-trainer-claims.md
 # the framework test beds (tests/frameworks): HF Trainer, accelerate, TRL, Lightning
 mkdir -p reports/frameworks
 for f in parity/pairs/fw-*.toml; do
