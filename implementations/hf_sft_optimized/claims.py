@@ -452,17 +452,32 @@ def section_claims(report, ablation, speed) -> list[str]:  # type: ignore[no-unt
     return lines
 
 
+def _pair_budget(pair: str | None, device: str) -> int | None:
+    """The pair file's step budget on `device`, or None where the pair cannot be loaded here."""
+    if not pair:
+        return None
+    try:
+        from parity.pairs import load_pair
+
+        return load_pair(pair).sides()[0].budget(device)
+    except Exception:  # an unknown or unreadable pair: the report's own step count is then printed explicitly
+        return None
+
+
 def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list[str]:  # type: ignore[no-untyped-def]
     rows = speed_rows(speed)
     pair = pair_name(report, ablation)
-    device = device_of(report, {})
+    device = device_of(report, {}) or device_of(None, rows)
     flag = " --device cuda" if device and device.startswith("cuda") else ""
+    steps = (((report or {}).get("sides") or {}).get("baseline") or {}).get("steps")
+    budget = _pair_budget(pair, "cuda" if flag else "cpu")
+    steps_flag = f" --steps {steps}" if isinstance(steps, int) and steps != budget else ""
     lines = ["## 4. Reproduce", "", "From the project root:", "", "```bash"]
     if args.report:
-        lines.append(f"parity report --pair {pair}{flag} --format json -o {args.report}" if pair else
+        lines.append(f"parity report --pair {pair}{flag}{steps_flag} --format json -o {shlex.quote(args.report)}" if pair else
                      f"# {args.report}: the report does not record its pair")
     if args.ablation:
-        lines.append(f"parity ablate --pair {pair}{flag} --jobs 2 --format json -o {args.ablation}" if pair else
+        lines.append(f"parity ablate --pair {pair}{flag} --jobs 2 --format json -o {shlex.quote(args.ablation)}" if pair else
                      f"# {args.ablation}: the ablation does not record its pair")
     if args.speed:
         command = (speed or {}).get("command")
@@ -478,8 +493,9 @@ def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list
     notes = []
     if args.report or args.ablation:
         notes.append("The report and ablation commands are derived: the pair from the ablation's `pair` (else the "
-                     "report's run directory), the device from the recorded trainer's `--device`; neither JSON "
-                     "records its own command line.")
+                     "report's run directory), the device from the recorded trainer's `--device`, the report's step "
+                     "budget from its recorded runs; neither JSON records its own command line, and the ablation's "
+                     "step budget is not recorded (the pair's default is assumed).")
     if rows.get("BEFORE", {}).get("device"):
         notes.append(f"Speed measured on `{rows['BEFORE']['device']}`, dtype `{rows['BEFORE'].get('dtype', NOT_MEASURED)}`.")
     return lines + notes + ([""] if notes else [])
