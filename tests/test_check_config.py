@@ -109,3 +109,12 @@ def test_an_alias_of_a_config_already_seen_is_not_a_change() -> None:
     base = {"__main__.CONFIG": {"lr": 0.1}}
     fork = {"__main__.CONFIG": {"lr": 0.1}, "main:cfg": {"lr": 0.1}}
     assert align_config_objects(base, fork) == base
+
+
+def test_a_numerics_flag_recorded_on_one_side_only_is_not_a_change() -> None:
+    """A golden saved by an older parity lacks flags capture reads today: unknown is not changed."""
+    old = _trace(numerics={"tf32": False})
+    new = _trace(numerics={"tf32": False, "cuda.matmul.fp32_precision": "none"})
+    assert check_config(old, new).status == schema.IDENTICAL
+    changed = _trace(numerics={"tf32": True, "cuda.matmul.fp32_precision": "tf32"})
+    assert _paths(check_config(old, changed)) == ["root['numerics']['tf32']"]

@@ -106,9 +106,21 @@ def _same(a: Any, b: Any) -> bool:
     return isinstance(a, (str, int, bool, type(None))) and a == b
 
 
+def _common_numerics_flags(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Numerics flags are read by capture, not set by the trainer: a flag one side has not recorded was
+    unknown to its parity or its torch (a golden saved before the flag was added), not changed; compare
+    only the flags both sides recorded."""
+    for section in (schema.RUN_NUMERICS, schema.META_NUMERICS_AT_END):
+        fa, fb = a.get(section), b.get(section)
+        if isinstance(fa, dict) and isinstance(fb, dict) and fa and fb:
+            common = fa.keys() & fb.keys()
+            a[section], b[section] = ({k: v for k, v in f.items() if k in common} for f in (fa, fb))
+
+
 def config_changes(baseline: Trace, candidate: Trace, ignore: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     a, b = run_config(baseline, ignore), run_config(candidate, ignore)
     b[schema.META_CONFIG_OBJECTS] = align_config_objects(a[schema.META_CONFIG_OBJECTS], b[schema.META_CONFIG_OBJECTS])
+    _common_numerics_flags(a, b)
     if _same(a, b):  # the common case, without deepdiff's ~0.6 s import
         return []
     from deepdiff import DeepDiff  # imported here: it costs ~0.6 s of start-up that `parity --help` should not pay
