@@ -23,11 +23,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from parity.capture import fused
+
 #: Recorded in every trace header; traces with different digest algorithms cannot be compared.
 DIGEST_VERSION = "sum64+wsum64-splitmix/2"
 
 _MASK64 = (1 << 64) - 1
-_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_INT_VIEW = fused.INT_VIEW
 
 
 def _words_numpy(t: torch.Tensor) -> np.ndarray:
@@ -126,26 +128,58 @@ def _sum_of(t: torch.Tensor, weighted: bool) -> int | torch.Tensor:
 class PendingDigest:
     """A digest whose device-side sums have been launched but not yet copied to the host.
 
-    Resolving many of them together (`resolve_all`) costs one device-to-host transfer per device, so
-    capture synchronises with the GPU once per step instead of once per digest.
+    Resolving many of them together (`Transfer`, `resolve_all`) costs one device-to-host copy per device,
+    so capture never synchronises with the GPU per digest. `sums` holds per tensor an int (summed on the
+    host), a 0-d device tensor, or None where `blocks` (positions, device int64 vector) carries the sum.
     """
 
-    __slots__ = ("meta", "sums", "extra", "value")
+    __slots__ = ("meta", "sums", "extra", "value", "blocks")
 
     def __init__(self, tensors: Sequence[torch.Tensor], weighted: bool, extra: Sequence[object] = (),
                  elements: bool = False) -> None:
         # `elements`: per-element sums (`_element_sum`, of local shards) instead of sum64/wsum64 words.
         tensors = [local_shard(t) for t in tensors]
         self.meta = [(str(t.dtype), tuple(t.shape)) for t in tensors]
-        self.sums: list[int | torch.Tensor] = [_element_sum(t) if elements else _sum_of(t, weighted) for t in tensors]
+        self.sums: list[int | torch.Tensor | None] = [_element_sum(t) if elements else _sum_of(t, weighted) for t in tensors]
         self.extra = list(extra)
         self.value: str | None = None
+        self.blocks: list[tuple[list[int], torch.Tensor]] = []
+
+    @classmethod
+    def _from_sums(cls, meta: list, sums: fused.Sums, extra: Sequence[object] = ()) -> "PendingDigest":
+        made = cls.__new__(cls)
+        made.meta, made.extra, made.value = meta, list(extra), None
+        made.sums, made.blocks = list(sums[0]), list(sums[1])
+        return made
 
     def part(self, index: int) -> "PendingDigest":
         """The digest of the `index`-th tensor alone, reusing its launched sum: no new device work."""
+        if self.blocks:
+            raise ValueError("part() of a digest whose sums travel in blocks")
         single = PendingDigest.__new__(PendingDigest)
-        single.meta, single.sums, single.extra, single.value = [self.meta[index]], [self.sums[index]], [], None
+        single.meta, single.sums, single.extra, single.value, single.blocks = [self.meta[index]], [self.sums[index]], [], None, []
         return single
+
+
+#: Tests set it: CPU tensors then take the device (torch) path of `fused.SumPlan`, not numpy's.
+FUSED_TORCH_ON_CPU = False
+
+
+def state_digests(plans: fused.PlanCache, params: Sequence[torch.Tensor], state: Sequence[torch.Tensor],
+                  state_extra: Sequence[object] = ()) -> tuple[PendingDigest, PendingDigest, PendingDigest]:
+    """The step's `params` and `optim_state` digests (sum64) and `param_sums` (element sums), from few
+    kernels per device: each tensor is read once per kind, and the plans are reused across steps.
+
+    Values are identical to `PendingDigest(params, False)`, `PendingDigest(state, False, state_extra)` and
+    `PendingDigest(params, False, elements=True)`.
+    """
+    use_torch = True if FUSED_TORCH_ON_CPU else None
+    plan = plans.plan("params", params, [local_shard(t) for t in params], use_torch)
+    words, elements = plan.run((fused.WORDS, fused.ELEMENTS))
+    state_plan = plans.plan("state", state, [local_shard(t) for t in state], use_torch)
+    (state_words,) = state_plan.run((fused.WORDS,))
+    return (PendingDigest._from_sums(plan.meta, words), PendingDigest._from_sums(state_plan.meta, state_words, state_extra),
+            PendingDigest._from_sums(plan.meta, elements))
 
 
 class HostCopy:
@@ -159,53 +193,90 @@ class HostCopy:
         self.value: torch.Tensor | None = tensor.to(torch.int64) if tensor.device.type == "cpu" else None
 
 
+class Transfer:
+    """One step's device values (digest sums, integer copies, float scalars) on their way to the host.
+
+    Construction launches one device-to-host copy per device (asynchronous into pinned memory on CUDA)
+    and never waits; `ready` asks without waiting; `finish` waits if needed, resolves the digests and
+    copies in place, and returns the scalars as CPU tensors of their own dtypes. So a recorder can write
+    a step when its values have arrived, a step late, instead of stalling the GPU queue at every step.
+    """
+
+    def __init__(self, pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor] = (),
+                 copies: Iterable[HostCopy] = ()) -> None:
+        self._pending = [p for p in pending if p.value is None]
+        self._scalars = list(scalars)
+        self._host_scalars: list[torch.Tensor | None] = [None] * len(self._scalars)
+        self._copies = [c for c in copies if c.value is None]
+        # Per device: (pieces, what each piece resolves); flattened into one int64 vector below.
+        plans: dict[torch.device, list[tuple[str, Any, torch.Tensor]]] = {}
+        for p in self._pending:
+            loose = [(i, s) for i, s in enumerate(p.sums) if isinstance(s, torch.Tensor)]
+            if loose:
+                for device in {s.device for _, s in loose}:
+                    here = [(i, s) for i, s in loose if s.device == device]
+                    plans.setdefault(device, []).append(("sums", (p, [i for i, _ in here]), torch.stack([s for _, s in here])))
+            for positions, vector in p.blocks:
+                plans.setdefault(vector.device, []).append(("sums", (p, positions), vector))
+        for c in self._copies:
+            plans.setdefault(c.tensor.device, []).append(("copy", c, c.tensor.reshape(-1).to(torch.int64)))
+        floats: dict[torch.device, list[int]] = {}
+        for j, t in enumerate(self._scalars):
+            if t.device.type == "cpu":
+                self._host_scalars[j] = t
+            else:
+                floats.setdefault(t.device, []).append(j)
+        for device, indices in floats.items():
+            # Float scalars travel as the int64 bits of their float64 value (exact for every float
+            # dtype); each gets its own dtype back on the host.
+            bits = torch.stack([self._scalars[j].detach().reshape(()).to(torch.float64) for j in indices]).view(torch.int64)
+            plans.setdefault(device, []).append(("floats", indices, bits))
+        self._moving: list[tuple[list[tuple[str, Any, torch.Tensor]], torch.Tensor, Any]] = []
+        for device, pieces in plans.items():
+            flat = torch.cat([piece for _, _, piece in pieces]) if len(pieces) > 1 else pieces[0][2]
+            event = None
+            if device.type == "cuda":
+                host = flat.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()
+                event.record()
+            else:
+                host = flat.cpu()
+            self._moving.append((pieces, host, event))
+
+    def ready(self) -> bool:
+        """True when every copy has arrived (never waits)."""
+        return all(event is None or event.query() for _, _, event in self._moving)
+
+    def finish(self) -> list[torch.Tensor]:
+        """Wait for the copies, resolve the digests and copies, and return the scalars on the host."""
+        for pieces, host, event in self._moving:
+            if event is not None:
+                event.synchronize()
+            offset = 0
+            for kind, target, piece in pieces:
+                n = piece.numel()
+                values = host[offset:offset + n]
+                offset += n
+                if kind == "sums":
+                    p, positions = target
+                    for i, v in zip(positions, values.tolist()):
+                        p.sums[i] = v & _MASK64
+                elif kind == "copy":
+                    target.value = values.reshape(target.tensor.shape)
+                else:
+                    for j, v in zip(target, values.view(torch.float64)):
+                        self._host_scalars[j] = v.to(self._scalars[j].dtype)
+        self._moving = []
+        for p in self._pending:
+            p.blocks = []
+            p.value = combine([*((m[0], m[1], s) for m, s in zip(p.meta, p.sums)), *p.extra])
+        return self._host_scalars  # type: ignore[return-value]
+
+
 def resolve_all(pending: Iterable[PendingDigest], scalars: Sequence[torch.Tensor] = (),
                 copies: Iterable[HostCopy] = ()) -> list[torch.Tensor]:
     """Resolve digests and `copies` in place and copy `scalars` to the CPU, with one transfer per device."""
-    pending = [p for p in pending if p.value is None]
-    slots: dict[torch.device, list[tuple[Any, int, torch.Tensor]]] = {}
-    for p in pending:
-        for i, s in enumerate(p.sums):
-            if isinstance(s, torch.Tensor):
-                slots.setdefault(s.device, []).append((p, i, s))
-    copy_slots: dict[torch.device, list[HostCopy]] = {}
-    for c in copies:
-        if c.value is None:
-            copy_slots.setdefault(c.tensor.device, []).append(c)
-    host_scalars: list[torch.Tensor | None] = [None] * len(scalars)
-    scalar_slots: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
-    for j, t in enumerate(scalars):
-        if t.device.type == "cpu":
-            host_scalars[j] = t
-        else:
-            scalar_slots.setdefault(t.device, []).append((j, t))
-    for device in set(slots) | set(scalar_slots) | set(copy_slots):
-        ints = slots.get(device, [])
-        flts = scalar_slots.get(device, [])
-        held = copy_slots.get(device, [])
-        if ints or held:
-            # Digest sums and integer copies travel as one int64 vector, cut apart on the host.
-            flat = [c.tensor.reshape(-1).to(torch.int64) for c in held]
-            if ints:
-                flat.insert(0, torch.stack([s for _, _, s in ints]))
-            moved = torch.cat(flat).cpu()
-            values = moved[:len(ints)].tolist()
-            for (p, i, _), v in zip(ints, values):
-                p.sums[i] = v & _MASK64
-            offset = len(ints)
-            for c in held:
-                n = c.tensor.numel()
-                c.value = moved[offset:offset + n].reshape(c.tensor.shape)
-                offset += n
-        if flts:
-            # One transfer for the device's float scalars too; the dtypes may differ, so cast via
-            # float64 only for transport and restore each scalar's own dtype afterwards (exact).
-            moved = torch.stack([t.to(torch.float64) for _, t in flts]).cpu()
-            for (j, t), v in zip(flts, moved):
-                host_scalars[j] = v.to(t.dtype)
-    for p in pending:
-        p.value = combine([*((m[0], m[1], s) for m, s in zip(p.meta, p.sums)), *p.extra])
-    return host_scalars  # type: ignore[return-value]
+    return Transfer(pending, scalars, copies).finish()
 
 
 def tensor_sums(tensors: Sequence[torch.Tensor], weighted: bool) -> list[int]:
@@ -298,11 +369,8 @@ def hex64(value: int) -> str:
 
 def combine(parts: Iterable[object]) -> str:
     """Fold an ordered sequence of digests/metadata into one 16-hex-digit digest."""
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        h.update(repr(p).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
+    # One update over the joined reprs hashes exactly the bytes of one update per part and separator.
+    return hashlib.blake2b("".join([f"{p!r}\x00" for p in parts]).encode(), digest_size=8).hexdigest()
 
 
 def digest_tensors(tensors: Sequence[torch.Tensor], weighted: bool = False) -> str:

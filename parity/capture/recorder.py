@@ -145,6 +145,11 @@ class Recorder:
         self._context_recorded = False
         # id(parameter) -> its name in the model, for `param_sums` (taken at the first update).
         self._param_names: dict[int, str] = {}
+        # Views of the parameters and optimizer state for the fused digests, reused across steps.
+        self._sum_plans = digest.fused.PlanCache()
+        self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
+        # A closed step whose device values are still being copied: (record, transfer).
+        self._in_flight: tuple[dict[str, Any], digest.Transfer] | None = None
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -179,6 +184,7 @@ class Recorder:
             return
         if self._updated:
             self._write_step()
+        self._flush_in_flight()
         if self._writer is not None:
             end = {"type": schema.END, "status": status, "steps": self._step, "load": metadata.load_average()}
             if error:
@@ -207,8 +213,12 @@ class Recorder:
                 schema.F_MODE: None, schema.F_PARAM_SUMS: None}
 
     def _write_step(self) -> None:
+        """Close the current step: launch its device-to-host copy, then write it once the values arrived.
+
+        A step whose copy is still running is held (`_in_flight`) and written when the next step closes
+        or at `close`, so a step never waits for the GPU to drain its queue; at most one step is held.
+        """
         record = self._current
-        # Everything still on a device is copied to the host here, once per step and per device.
         sums = record[schema.F_PARAM_SUMS]
         pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None),
                    *([sums[1]] if sums is not None else []),
@@ -218,7 +228,34 @@ class Recorder:
         norm = record["grad_norm"]
         if norm is not None:
             scalars.append(norm["tensor"])
-        host = iter(digest.resolve_all(pending, scalars, copies))
+        transfer = digest.Transfer(pending, scalars, copies)
+        self._step += 1
+        self._current = self._new_step()
+        self._updated = False
+        self._clip_seen = False
+        held, self._in_flight = self._in_flight, None
+        if held is not None:
+            self._finish_step(*held)
+        if transfer.ready():
+            self._finish_step(record, transfer)
+        else:
+            self._in_flight = (record, transfer)
+
+    def _flush_in_flight(self) -> None:
+        held, self._in_flight = self._in_flight, None
+        if held is not None:
+            self._finish_step(*held)
+
+    def _finish_step(self, record: dict[str, Any], transfer: digest.Transfer) -> None:
+        """Write a closed step with its device values; if they cannot be had (a failed device), write
+        what the host knows, with the device-side fields empty, and note the failure."""
+        try:
+            host = iter(transfer.finish())
+        except Exception:
+            self.capture_failed(f"step {record['step']}: device values")
+            self._ensure_writer().write(_without_device_values(record))
+            return
+        norm = record["grad_norm"]
         losses = [{**digest.float_bits(next(host))} for _ in record["losses"]]
         for entry, out in zip(record["losses"], losses):
             if entry["scale"] is not None:
@@ -232,13 +269,10 @@ class Recorder:
         for key in ("params", "optim_state"):
             if record[key] is not None:
                 record[key] = record[key].value
+        sums = record[schema.F_PARAM_SUMS]
         if sums is not None:
-            record[schema.F_PARAM_SUMS] = {name: digest.hex64(s) for name, s in zip(sums[0], sums[1].sums)}
+            record[schema.F_PARAM_SUMS] = dict(zip(sums[0], map(digest.hex64, sums[1].sums)))
         self._ensure_writer().write(record)
-        self._step += 1
-        self._current = self._new_step()
-        self._updated = False
-        self._clip_seen = False
 
     def event(self, name: str) -> None:
         if dynamo_tracing():
@@ -380,10 +414,17 @@ class Recorder:
 
     def _sum_names(self, params: list[torch.Tensor]) -> list[str]:
         """One distinct key per parameter for `param_sums`: its model name, else "#i" (optimizer order)."""
+        known = self._sum_names_for
+        if known is not None and len(known[0]) == len(params) and all(a is b for a, b in zip(known[0], params)):
+            return known[1]
         names: list[str] = []
+        seen: set[str] = set()
         for i, p in enumerate(params):
             name = self._param_names.get(id(p), f"#{i}")
-            names.append(name if name not in names else f"#{i}")
+            name = name if name not in seen else f"#{i}"
+            seen.add(name)
+            names.append(name)
+        self._sum_names_for = (list(params), names)
         return names
 
     def after_update(self, optimizer: torch.optim.Optimizer, skipped: bool = False) -> None:
@@ -392,11 +433,10 @@ class Recorder:
         record = self._current
         record["skipped"] = skipped
         if self.config.digests_at(self._step):
-            record["params"] = digest.PendingDigest(_optimizer_params(optimizer), weighted=False)
-            tensors, scalars = _optimizer_state_tensors(optimizer)
-            record["optim_state"] = digest.PendingDigest(tensors, weighted=False, extra=scalars)
             params = _optimizer_params(optimizer)
-            record[schema.F_PARAM_SUMS] = (self._sum_names(params), digest.PendingDigest(params, weighted=False, elements=True))
+            tensors, scalars = _optimizer_state_tensors(optimizer)
+            record["params"], record["optim_state"], sums = digest.state_digests(self._sum_plans, params, tensors, scalars)
+            record[schema.F_PARAM_SUMS] = (self._sum_names(params), sums)
             record["rng"] = rng_digests()
         now = time.perf_counter()
         start = self._last_update_end if self._last_update_end is not None else self._first_event_time or now
@@ -408,6 +448,12 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
+
+
+def _without_device_values(record: dict[str, Any]) -> dict[str, Any]:
+    """A step record whose device-side values never arrived: those fields empty, the rest as recorded."""
+    return {**record, "losses": [], "grad_norm": None, "batch": [], "loader": [], "params": None, "optim_state": None,
+            schema.F_PARAM_SUMS: None, schema.F_FIELDS: [], schema.F_SAMPLES: None, schema.F_LABELS: None}
 
 
 def describe_exception(exc: BaseException | None) -> str | None:
