@@ -59,6 +59,7 @@ def test_the_first_read_writes_the_cache_and_the_second_uses_it(tmp_path: Path, 
     path = _write(tmp_path / "a")
     first = load_trace(path)
     assert isinstance(first.steps, LazySteps) and _cache_file(path).is_file()
+    assert _cache_file(path).stat().st_mode & 0o777 == path.stat().st_mode & 0o666  # readable like the trace
     _no_rebuild(monkeypatch)
     again = load_trace(path)
     assert len(again.steps) == STEPS and again.steps[3] == first.steps[3] == _step(3)

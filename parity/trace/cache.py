@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -132,7 +133,7 @@ def _aligned(offset: int) -> int:
 
 def write_cache(path: Path, key: dict[str, Any], cached: CachedTrace) -> Path | None:
     """Store the cache of `path` in the first location that can be written; None when none can."""
-    blob = _encode(key, cached)
+    head, chunks = _encode(key, cached)
     for location in cache_locations(path):
         try:
             location.parent.mkdir(parents=True, exist_ok=True)
@@ -140,8 +141,12 @@ def write_cache(path: Path, key: dict[str, Any], cached: CachedTrace) -> Path | 
         except OSError:
             continue
         try:
+            if location.parent == path.parent:  # readable by whoever can read the trace (mkstemp makes it 0600)
+                os.fchmod(fd, stat.S_IMODE(path.stat().st_mode) & 0o666)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
+                fh.write(head)
+                for chunk in chunks:  # one array at a time: a 1M-step cache is never copied whole
+                    fh.write(chunk)
             os.replace(tmp, location)
             return location
         except OSError:
@@ -149,10 +154,11 @@ def write_cache(path: Path, key: dict[str, Any], cached: CachedTrace) -> Path | 
     return None
 
 
-def _encode(key: dict[str, Any], cached: CachedTrace) -> bytes:
-    chunks: list[bytes] = []
+def _encode(key: dict[str, Any], cached: CachedTrace) -> tuple[bytes, list[Any]]:
+    """The file's head (magic, length, JSON, padding) and its payload as a list of buffers."""
+    chunks: list[Any] = []
     directory = []
-    offset = 0
+    offset, crc = 0, 0
     items = [("_starts", cached.starts), ("_ends", cached.ends), *cached.columns.arrays.items()]
     for name, arr in items:
         arr = np.ascontiguousarray(arr)
@@ -161,12 +167,13 @@ def _encode(key: dict[str, Any], cached: CachedTrace) -> bytes:
             directory.append([name, arr.dtype.str, len(arr), 0, arr[:1].tolist()[0]])
             continue
         directory.append([name, arr.dtype.str, len(arr), offset, None])
-        raw = arr.tobytes()
-        chunks.append(raw + b"\x00" * (_aligned(len(raw)) - len(raw)))
+        raw = memoryview(arr).cast("B")
+        padding = b"\x00" * (_aligned(len(raw)) - len(raw))
+        crc = zlib.crc32(padding, zlib.crc32(raw, crc))
+        chunks += [raw, padding]
         offset += _aligned(len(raw))
-    payload = b"".join(chunks)
     head = {"key": key, "n": cached.columns.n, "records": cached.records, "tables": cached.columns.tables,
-            "irregular": sorted(cached.columns.irregular), "arrays": directory, "crc32": zlib.crc32(payload)}
+            "irregular": sorted(cached.columns.irregular), "arrays": directory, "crc32": crc}
     text = json.dumps(head, allow_nan=False, separators=(",", ":")).encode()
     start = len(MAGIC) + 8
-    return MAGIC + struct.pack("<Q", len(text)) + text + b"\x00" * (_aligned(start + len(text)) - start - len(text)) + payload
+    return MAGIC + struct.pack("<Q", len(text)) + text + b"\x00" * (_aligned(start + len(text)) - start - len(text)), chunks
