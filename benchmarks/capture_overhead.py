@@ -7,7 +7,10 @@ no-capture block of the same round, on two clocks: wall time and this thread's C
 --attribute it then times, per capture mode, the CPU time spent inside each of parity's hooks.
 
     python benchmarks/capture_overhead.py --rounds 7 --steps 15 --attribute
-    python benchmarks/capture_overhead.py --device cuda --preset gpu --json out.json
+    python benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --json out.json
+
+Each preset also prints the digests' floor: the bytes of parameters and optimizer state, read by one int64
+sum kernel over a buffer of that size in the same run, as a fraction of the step without capture.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import functools
 import json
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -35,8 +39,11 @@ from parity.capture.runtime import start_capture
 from parity.trace.writer import TraceWriter
 
 MODES = ("none", "full", "every:10", "minimal")
-#: Ratio of full-capture to no-capture step time that the CPU preset must stay under.
-TARGET_FULL_CPU = 1.05
+#: Model presets: (d_model, layers, heads, vocab, batch, seq) for the transformers; the cpu preset is an MLP.
+#: gpu is the issue-12 168M model at batch 16x512; gpu-1b the 1.14B model (20 x 2048) at batch 8x1024.
+TRANSFORMERS = {"gpu": (1024, 12, 16, 8192, 16, 512), "gpu-1b": (2048, 20, 16, 32768, 8, 1024)}
+#: Ratio of full-capture to no-capture step time to stay under: on the CPU preset, and per GPU preset.
+TARGETS = {"cpu": 1.05, "gpu": 1.03, "gpu-1b": 1.02}
 
 
 def _mlp(hidden: int, layers: int, n_in: int, n_out: int) -> nn.Module:
@@ -62,23 +69,24 @@ class _Transformer(nn.Module):
 def _build(args: argparse.Namespace, device: torch.device) -> tuple[nn.Module, torch.Tensor, torch.Tensor, str]:
     g = torch.Generator().manual_seed(0)
     if args.preset == "cpu":
+        args.batch = args.batch or 256
         model = _mlp(args.hidden, args.layers, 1024, 10)
         x = torch.randn(args.batch, 1024, generator=g)
         y = torch.randint(0, 10, (args.batch,), generator=g)
         desc = f"MLP 1024-{args.hidden}x{args.layers}-10, batch {args.batch}"
     else:
-        vocab, seq = 8192, args.seq
-        model = _Transformer(vocab, 1024, 12, 16)
-        x = torch.randint(0, vocab, (args.batch, seq), generator=g)
-        y = torch.randint(0, vocab, (args.batch, seq), generator=g)
-        desc = f"transformer 12x1024 (16 heads), vocab {vocab}, batch {args.batch}x{seq}"
+        d_model, layers, heads, vocab, batch, seq = TRANSFORMERS[args.preset]
+        batch, seq = args.batch or batch, args.seq or seq
+        model = _Transformer(vocab, d_model, layers, heads)
+        x = torch.randint(0, vocab, (batch, seq), generator=g)
+        y = torch.randint(0, vocab, (batch, seq), generator=g)
+        desc = f"transformer {layers}x{d_model} ({heads} heads), vocab {vocab}, batch {batch}x{seq}"
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     return model.to(device=device, dtype=dtype), x.to(device), y.to(device), desc
 
 
-def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               sync: Callable[[], None]) -> Callable[[], tuple[float, float]]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sync: Callable[[], None],
+               opt: torch.optim.Optimizer) -> Callable[[], tuple[float, float]]:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
 
     def step() -> tuple[float, float]:
@@ -190,31 +198,106 @@ def attribute(step: Callable[[], tuple[float, float]], steps: int, tmp: Path, ba
     return pd.DataFrame(rows)
 
 
-def summarise(clock: str, data: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+def summarise(clock: str, data: dict[str, dict[str, list[float]]], floor_s: float) -> pd.DataFrame:
     rows = []
     base_blocks = data["block_medians"]["none"]
     base = statistics.median(data["times"]["none"])
+    # What a digest must cost at least: reading the parameters and optimizer state once, every
+    # digested step (every 10th under every:10; never under none and minimal).
+    floors = {"none": 0.0, "full": floor_s, "every:10": floor_s / 10, "minimal": 0.0}
     for mode in MODES:
         ts = data["times"][mode]
         ratios = [b / n for b, n in zip(data["block_medians"][mode], base_blocks)]
         rows.append({"clock": clock, "mode": mode, "steps": len(ts), "median step (ms)": statistics.median(ts) * 1e3,
                      "MAD (ms)": _mad(ts) * 1e3, "ratio vs none (pooled)": statistics.median(ts) / base,
-                     "ratio vs none (per-round median)": statistics.median(ratios), "ratio MAD": _mad(ratios)})
+                     "ratio vs none (per-round median)": statistics.median(ratios), "ratio MAD": _mad(ratios),
+                     "floor (fraction of step)": floors[mode] / base})
     return pd.DataFrame(rows)
+
+
+def digest_floor(tensors: list[torch.Tensor], sync: Callable[[], None]) -> tuple[int, float]:
+    """(bytes the digests read per step, seconds of one int64 sum kernel over a buffer that big)."""
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    device = tensors[0].device
+    buffer = torch.ones((nbytes + 7) // 8, dtype=torch.int64, device=device)
+    times = []
+    for _ in range(7):
+        sync()
+        t0 = time.perf_counter()
+        buffer.sum()
+        sync()
+        times.append(time.perf_counter() - t0)
+    del buffer
+    return nbytes, statistics.median(times[2:])
+
+
+def run_preset(args: argparse.Namespace, preset: str, device: torch.device) -> dict[str, Any]:
+    """Build the preset's model, time every capture mode side by side, print the tables; the results."""
+    args = argparse.Namespace(**{**vars(args), "preset": preset})
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    steps = args.steps or (20 if preset == "cpu" else 30)
+    model, x, y, desc = _build(args, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    step = _make_step(model, x, y, sync, opt)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"\n## preset {preset}: {desc}, {args.dtype}, {n_params:,} parameters")
+    print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(MODES)} x {steps} steps "
+          "(first step of each block dropped)")
+    for _ in range(args.warmup):
+        step()
+    state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    nbytes, floor_s = digest_floor([p.detach() for p in model.parameters()] + state, sync)
+    with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
+        data = measure(step, args.rounds, steps, Path(tmp))
+        attribution = attribute(step, steps, Path(tmp), statistics.median(data["cpu"]["times"]["none"])) \
+            if args.attribute else None
+    # Thread CPU time is reported beside wall time: on a shared box it leaves out the time other processes
+    # hold the core, which swamps a few-percent overhead in wall time. On CUDA it only measures the host.
+    df = pd.concat([summarise(clock, data[clock], floor_s) for clock in ("wall", "cpu")], ignore_index=True)
+    base = statistics.median(data["wall"]["times"]["none"])
+    print(f"step without capture: {base * 1e3:.2f} ms (wall, median)")
+    print(f"digest floor: {nbytes / 1e9:.3f} GB of parameters + optimizer state; one int64 sum over a buffer that "
+          f"big takes {floor_s * 1e3:.3f} ms ({nbytes / floor_s / 1e9:.0f} GB/s) = {floor_s / base:.4f} of a step")
+    print()
+    print(df.to_markdown(index=False, floatfmt=".3f"))
+    full = {clock: float(df.loc[(df["clock"] == clock) & (df["mode"] == "full"), "ratio vs none (per-round median)"].iloc[0])
+            for clock in ("wall", "cpu")}
+    print()
+    for clock in ("wall", "cpu") if device.type == "cpu" else ("wall",):
+        target = TARGETS[device.type if device.type == "cpu" else preset]
+        verdict = " -- OK" if full[clock] <= target else " -- MISSED"
+        print(f"full/none = {full[clock]:.3f}x (target <= {target:.2f}; {clock} time){verdict}")
+    if attribution is not None:
+        print("\nwhere capture spends CPU time (inclusive: _write_step runs inside event, TraceWriter.write inside "
+              "_write_step, digest_tensors/rng_digests inside on_batch/after_update):")
+        if device.type == "cuda":
+            print("(on CUDA a step whose device values have not arrived is written a step later; these are host times)")
+        print()
+        print(attribution.to_markdown(index=False, floatfmt=".3f"))
+    result = {"preset": preset, "model": desc, "dtype": args.dtype, "parameters": n_params, "steps": steps,
+              "digest_bytes": nbytes, "floor_ms": floor_s * 1e3, "step_ms_without_capture": base * 1e3,
+              "table": df.to_dict(orient="records"), "full_over_none": full, "raw": data,
+              "attribution": None if attribution is None else attribution.to_dict(orient="records")}
+    del model, opt, step, x, y
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--preset", choices=("cpu", "gpu"), default=None, help="model size (default: matches --device)")
+    p.add_argument("--preset", default=None,
+                   help=f"model, or several comma-separated, run one after another: cpu, {', '.join(TRANSFORMERS)} "
+                        "(default: cpu on cpu, gpu on cuda)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per block (default 20 cpu, 30 gpu)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of [none, full, every:10, minimal] blocks")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
     p.add_argument("--hidden", type=int, default=1024, help="cpu preset: MLP width")
     p.add_argument("--layers", type=int, default=4, help="cpu preset: MLP hidden layers")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default 256 cpu, 16 gpu)")
-    p.add_argument("--seq", type=int, default=512, help="gpu preset: sequence length")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 256 cpu; the gpu presets' own)")
+    p.add_argument("--seq", type=int, default=None, help="gpu presets: sequence length (default the preset's own)")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="parameters and optimizer state")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default 1 on cpu: on a shared 2-core box a second thread waiting at "
                         "OpenMP barriers turns steps 10x noisier; default on cuda: torch's own)")
@@ -222,52 +305,22 @@ def main() -> int:
                    help="after the timing, one block per mode with thread-CPU-time counters around parity's hooks")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = p.parse_args()
-    args.preset = args.preset or ("gpu" if args.device == "cuda" else "cpu")
-    args.steps = args.steps or (20 if args.preset == "cpu" else 30)
-    args.batch = args.batch or (256 if args.preset == "cpu" else 16)
+    presets = (args.preset or ("gpu" if args.device == "cuda" else "cpu")).split(",")
+    unknown = [x for x in presets if x != "cpu" and x not in TRANSFORMERS]
+    if unknown:
+        p.error(f"--preset: unknown {', '.join(unknown)}; choose from cpu, {', '.join(TRANSFORMERS)}")
     if args.threads or args.device == "cpu":
         torch.set_num_threads(args.threads or 1)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    model, x, y, desc = _build(args, device)
-    step = _make_step(model, x, y, sync)
-    n_params = sum(p.numel() for p in model.parameters())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    print(f"device: {args.device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, python {platform.python_version()}")
-    print(f"model: {desc}, {args.dtype}, {n_params:,} parameters")
-    print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(MODES)} x {args.steps} steps "
-          "(first step of each block dropped)")
-    for _ in range(args.warmup):
-        step()
-    with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
-        data = measure(step, args.rounds, args.steps, Path(tmp))
-        attribution = attribute(step, args.steps, Path(tmp), statistics.median(data["cpu"]["times"]["none"])) \
-            if args.attribute else None
-    # Thread CPU time is reported beside wall time: on a shared box it leaves out the time other processes
-    # hold the core, which swamps a few-percent overhead in wall time. On CUDA it only measures the host.
-    df = pd.concat([summarise(clock, data[clock]) for clock in ("wall", "cpu")], ignore_index=True)
-    print()
-    print(df.to_markdown(index=False, floatfmt=".3f"))
-    full = {clock: float(df.loc[(df["clock"] == clock) & (df["mode"] == "full"), "ratio vs none (per-round median)"].iloc[0])
-            for clock in ("wall", "cpu")}
-    target = f"target <= {TARGET_FULL_CPU:.2f} on CPU" if args.device == "cpu" else "CPU target is <= 1.05; none set for GPU"
-    print()
-    for clock in ("wall", "cpu") if args.device == "cpu" else ("wall",):
-        verdict = "" if args.device != "cpu" else (" -- OK" if full[clock] <= TARGET_FULL_CPU else " -- MISSED")
-        print(f"full/none = {full[clock]:.2f}x ({target}; {clock} time){verdict}")
-    if attribution is not None:
-        print("\nwhere capture spends CPU time (inclusive: _write_step runs inside event, TraceWriter.write inside "
-              "_write_step, digest_tensors/rng_digests inside on_batch/after_update):")
-        if device.type == "cuda":
-            print("(on CUDA a digest's device-to-host copy waits for the queued kernels, so these times include GPU work)")
-        print()
-        print(attribution.to_markdown(index=False, floatfmt=".3f"))
+    print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print(f"device: {args.device} ({name}), dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"python {platform.python_version()}, digest {digest.DIGEST_VERSION}")
+    results = [run_preset(args, preset, device) for preset in presets]
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "device": args.device, "device_name": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "model": desc, "dtype": args.dtype, "parameters": n_params, "rounds": args.rounds, "steps": args.steps,
-            "table": df.to_dict(orient="records"), "full_over_none": full, "raw": data,
-            "attribution": None if attribution is None else attribution.to_dict(orient="records")}, indent=2))
+            "command": sys.argv, "device": args.device, "device_name": name, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "dtype": args.dtype, "rounds": args.rounds, "presets": results}, indent=2))
     return 0
 
 

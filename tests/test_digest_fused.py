@@ -187,3 +187,52 @@ def test_combine_hashes_exactly_what_one_update_per_part_did() -> None:
         h.update(repr(p).encode())
         h.update(b"\x00")
     assert combine(parts) == h.hexdigest()
+
+
+# -- the recorder on the fused path ------------------------------------------------------------
+def _train(directory, steps: int = 4) -> list[dict]:
+    """A tiny Adam training under capture; the trace's step records."""
+    import json
+
+    import parity
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    with parity.record(directory):
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    records = [json.loads(line) for path in sorted(directory.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert records[-1]["type"] == "end" and records[-1]["steps"] == steps
+    return records
+
+
+def _steps(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall_ms", "peak_mem_bytes")} for r in records if r["type"] == "step"]
+
+
+def test_traces_on_the_torch_path_and_written_a_step_late_equal_the_numpy_path(tmp_path, monkeypatch) -> None:
+    expected = _steps(_train(tmp_path / "numpy"))
+    assert len(expected) == 4 and all(r["params"] and r["optim_state"] and r["param_sums"] for r in expected)
+    monkeypatch.setattr(digest, "FUSED_TORCH_ON_CPU", True)
+    assert _steps(_train(tmp_path / "torch")) == expected
+    # Copies that have not arrived yet: each step is written when the next one closes, the last at close.
+    monkeypatch.setattr(Transfer, "ready", lambda self: False)
+    assert _steps(_train(tmp_path / "late")) == expected
+
+
+def test_a_step_whose_device_values_never_arrive_is_still_written(tmp_path, monkeypatch) -> None:
+    def broken(self):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(Transfer, "ready", lambda self: False)
+    monkeypatch.setattr(Transfer, "finish", broken)
+    with pytest.warns(UserWarning, match="capture failed"):
+        records = _train(tmp_path / "broken", steps=3)
+    steps = [r for r in records if r["type"] == "step"]
+    assert [r["step"] for r in steps] == [0, 1, 2]
+    assert all(r["params"] is None and r["losses"] == [] and r["events"] for r in steps)
+    assert any(r["type"] == "meta" and r["key"] == "capture_error" for r in records)
