@@ -93,6 +93,14 @@ def test_non_contiguous_mixed_and_big_tensors(path: bool) -> None:
     _check(tensors, path)
 
 
+def test_views_that_start_off_an_8_byte_boundary(path: bool) -> None:
+    flat = _random(torch.bfloat16, (4099,), 7)
+    tensors = [flat[1:], flat[3:3 + 2048], flat[2:4098].view(64, 64), _random(torch.float32, (601,), 8)[1:]]
+    words, elements = _fused_sums(tensors, (fused.WORDS, fused.ELEMENTS), path)
+    assert words == [_words_from_bytes(t) for t in tensors]
+    assert elements == [_elements_from_bytes(t) for t in tensors]
+
+
 def test_an_empty_list_and_only_empty_tensors(path: bool) -> None:
     assert _fused_sums([], (fused.WORDS,), path) == [[]]
     _check([torch.empty(0), torch.empty(0, 5, dtype=torch.bfloat16)], path)

@@ -121,7 +121,8 @@ class _DevicePlan:
         with np.errstate(over="ignore"):
             for kind in kinds:
                 if kind == WORDS:
-                    out.append([(int(words.sum()) + int.from_bytes(tail.tobytes(), "little")) & _MASK64
+                    # Most optimizer-state tensors on the CPU are 0-d step counters: all tail, no words.
+                    out.append([((int(words.sum()) if words.size else 0) + int.from_bytes(tail.tobytes(), "little")) & _MASK64
                                 for words, tail, _ in self._np])
                 else:
                     out.append([int(elements.sum(dtype=np.int64)) & _MASK64 for _, _, elements in self._np])  # type: ignore[union-attr]
@@ -136,7 +137,9 @@ class _DevicePlan:
         bodies: list[tuple[int, torch.Tensor]] = []
         for i, (t, width) in enumerate(zip(tensors, self.widths)):
             raw = _bytes_of(t)
-            body = raw.numel() - raw.numel() % ROW_BYTES if raw.numel() >= BIG_BYTES else 0
+            # A body is read in place as int64 words, which needs its start 8-byte aligned in storage.
+            aligned = t.storage_offset() * width % 8 == 0
+            body = raw.numel() - raw.numel() % ROW_BYTES if raw.numel() >= BIG_BYTES and aligned else 0
             if body:
                 bodies.append((i, raw[:body]))
             small.setdefault(width, []).append((i, raw[body:]))
@@ -174,7 +177,7 @@ class _DevicePlan:
     def _run_torch(self, kinds: Sequence[str]) -> list[torch.Tensor]:
         row_sums = [torch.empty(self._rows, dtype=torch.int64, device=self.device) for _ in kinds]
         for width, parts, start, count in self._chunks:
-            buffer = torch.cat(parts) if len(parts) > 1 else parts[0]
+            buffer = torch.cat(parts)  # a copy even of one part: the part may start off a word boundary
             for kind, out in zip(kinds, row_sums):
                 torch.sum(_as_rows(buffer, kind, width, count), 1, out=out[start:start + count])
         for width, raw, start, count in self._bodies:
