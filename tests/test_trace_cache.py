@@ -169,3 +169,21 @@ def test_a_bad_trace_is_refused_with_the_same_message_as_without_the_cache(tmp_p
         load_trace(path)
     assert str(cached.value) == str(plain.value)
     assert not _cache_file(path).exists()
+
+
+def test_a_finished_recording_builds_the_cache_of_its_large_traces(tmp_path, monkeypatch):
+    """The first compare of a long run must not pay the columnar build: `parity record` does it at close."""
+    import sys
+
+    from parity.capture import launch
+    from parity.trace import cache
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from compare_speed import synthesise
+
+    trace = synthesise(tmp_path / "run", 3000, None)
+    run = trace.parent
+    assert trace.stat().st_size >= cache.CACHE_MIN_BYTES
+    monkeypatch.delenv("PARITY_TRACE_CACHE", raising=False)
+    launch._build_trace_caches(run)
+    assert any(p.name.endswith(".columns") for p in run.iterdir())

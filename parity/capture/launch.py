@@ -241,9 +241,26 @@ def record_command(command: Sequence[str], out: str | os.PathLike, *, seed: int 
     if failed is not None:
         result.failed_attempt = failed
         result.log = failed / result.log.name if result.log else None
+    elif succeeded:
+        _build_trace_caches(out)
     if reraise_signal and result.interrupted_by is not None:
         signal.raise_signal(result.interrupted_by)
     return result
+
+
+def _build_trace_caches(out: Path) -> None:
+    """Read each finished trace once, so that its columnar cache (parity.trace.cache; large traces only)
+    is built now, at the end of a long recording, rather than by the first compare."""
+    from parity.exceptions import TraceError
+    from parity.trace import cache
+    from parity.trace.reader import load_trace
+
+    for path in sorted(out.glob(schema.TRACE_GLOB)):
+        try:
+            if cache.cache_enabled() and path.stat().st_size >= cache.CACHE_MIN_BYTES:
+                load_trace(path)
+        except (TraceError, OSError):  # the compare that reads it will say what is wrong
+            continue
 
 
 def _run_and_describe(command: Sequence[str], out: Path, *, seed: int | None, deterministic: bool, level: str,
