@@ -117,6 +117,48 @@ def ratio(rows: dict[str, dict[str, Any]], config: str, key: str, base: str = "B
     return a / b
 
 
+def noop_configs(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Rows that run BEFORE's computation unchanged, by construction of the trainers: prefetch_factor alone (dropped
+    without workers), pin_memory alone (TrainingArguments pins by default), and on a CPU tf32 (dropped: no TF32)."""
+    cpu = not str(rows.get("BEFORE", {}).get("device", "")).startswith("cuda")
+    names = ["prefetch_factor", "pin_memory"] + (["tf32"] if cpu else [])
+    return [f"BEFORE + {n}" for n in names if f"BEFORE + {n}" in rows]
+
+
+def timing_band(rows: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
+    """(lowest, highest) tokens/s ratio among BEFORE itself (1.0) and the no-op rows: the run's timing noise.
+    None where no no-op row was measured (then the verdict rules compare the bare ratio with the threshold)."""
+    measured = [r for r in (ratio(rows, c, "tokens_per_s") for c in noop_configs(rows)) if r is not None]
+    return (min(1.0, *measured), max(1.0, *measured)) if measured else None
+
+
+def speed_verdict(value: float | None, threshold: float, band: tuple[float, float] | None,
+                  yes: str = HOLDS, no: str = FAILS) -> str:
+    """`yes` when the ratio reaches the threshold beyond the noise, `no` when it stays below it beyond the noise.
+
+    With a band (lo, hi), a true ratio of exactly `threshold` could read anywhere in [threshold*lo, threshold*hi]:
+    a reading inside that interval decides nothing."""
+    if value is None:
+        return NOT_MEASURED
+    lo, hi = band or (1.0, 1.0)
+    if value >= threshold * hi:
+        return yes
+    if value < threshold * lo:
+        return no
+    return f"{UNMEASURABLE} (within this run's timing noise)"
+
+
+def band_note(rows: dict[str, dict[str, Any]]) -> str:
+    band = timing_band(rows)
+    if band is None:
+        return ("Timing noise: not measured (the speed JSON has no repeat of BEFORE and no configuration that "
+                "leaves its computation unchanged).")
+    return (f"Timing noise of this benchmark run: configurations that leave BEFORE's computation unchanged "
+            f"({', '.join(f'`{c}`' for c in noop_configs(rows))}) read {fmt_ratio(band[0])}-{fmt_ratio(band[1])} "
+            "BEFORE's tokens/s. A speed verdict is decided only when the ratio clears the threshold times that band "
+            "(below threshold x lowest: does not hold; at or above threshold x highest: holds).")
+
+
 def _speed_arg(speed: dict[str, Any] | None, flag: str) -> str | None:
     command = (speed or {}).get("command") or []
     return command[command.index(flag) + 1] if flag in command and command.index(flag) + 1 < len(command) else None
@@ -206,7 +248,7 @@ def section_toggles(ablation: dict[str, Any] | None, rows: dict[str, dict[str, A
     lines += ["Numerics from the ablation: the argument applied alone to BEFORE, and reverted alone from AFTER, each "
               "compared bit for bit with its counterpart; first divergent step and channel where they differ. "
               "Final-loss effect: relative change of the mean loss over the last 10% of steps when applied to BEFORE "
-              f"(the baseline's own run-to-run noise on it: {fmt_effect(noise) if noise is not None else NOT_MEASURED}). "
+              f"(the baseline's own run-to-run noise on it: {f'{100 * noise:.3g}%' if isinstance(noise, (int, float)) else NOT_MEASURED}). "
               "Speed columns: `BEFORE + argument` as a ratio to BEFORE, from the speed benchmark "
               "(steps/s is per optimizer step, tokens/s counts the non-pad tokens trained on).", ""]
     if not names:
@@ -221,9 +263,15 @@ def section_toggles(ablation: dict[str, Any] | None, rows: dict[str, dict[str, A
         lines.append(f"| `{name}` | {numerics(t.get('applied_to_baseline'))} | {numerics(t.get('reverted_on_candidate'))} | "
                      f"{fmt_effect((t.get('applied_to_baseline') or {}).get('final_loss_rel_change'))} | " + " | ".join(cells) + " |")
     lines += ["", "n/a: the benchmark did not measure it for this configuration (GPU utilisation exists only on a GPU)."]
+    if rows:
+        lines += ["", band_note(rows)]
+    if "grad_accum" in names:
+        lines += ["", "The losses compared are the ones backward ran on, normalised over the accumulation window: changing "
+                  "gradient_accumulation_steps rescales them by itself, so its final-loss effect is not a change in "
+                  "model quality."]
     device = rows.get("BEFORE", {}).get("device")
     if device and not str(device).startswith("cuda"):
-        lines += ["Peak memory on a CPU is the process's maximum resident set size (interpreter, libraries, model and "
+        lines += ["", "Peak memory on a CPU is the process's maximum resident set size (interpreter, libraries, model and "
                   "activations together), not accelerator memory."]
     return lines + [""]
 
@@ -265,7 +313,7 @@ def claim_tf32(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -
                         "'BF16 weights -> FP32 matrix math' premise does not describe this setup.")
     if r is None:
         return _verdict(title, NOT_MEASURED, evidence)
-    return _verdict(title, HOLDS if r >= TF32_HOLDS_AT else FAILS, evidence)
+    return _verdict(title, speed_verdict(r, TF32_HOLDS_AT, timing_band(rows)), evidence + [band_note(rows)])
 
 
 def claim_checkpointing(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -> list[str]:
@@ -343,9 +391,10 @@ def claim_loaders(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]
             same.append(applied.get("status") in ("IDENTICAL", "EQUIVALENT"))
         if tok is not None:
             measured.append(name)
-            faster.append(tok >= LOADER_FASTER_AT)
+            faster.append("unchanged computation here (a noise reference)" if config in noop_configs(rows) else
+                          speed_verdict(tok, LOADER_FASTER_AT, timing_band(rows), "faster", "not faster"))
     evidence = lines + ["", f"Verdict rule: 'same batches' holds when each applied run is IDENTICAL (or EQUIVALENT); "
-                        f"'faster' holds for an argument whose tokens/s ratio is >= {LOADER_FASTER_AT:g}."]
+                        f"'faster' holds for an argument whose tokens/s ratio is >= {LOADER_FASTER_AT:g}.", band_note(rows)]
     evidence.append("A prefetch factor applies to worker processes only: BEFORE has none, so applied alone to BEFORE "
                     "the trainer drops it (its row then measures BEFORE again); its effect shows only with workers.")
     if not cuda:
@@ -356,7 +405,7 @@ def claim_loaders(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]
     else:
         batches = NOT_MEASURED
     speed = NOT_MEASURED if not measured else ", ".join(
-        f"`{n}` {'faster' if f else 'not faster'}" for n, f in zip(measured, faster))
+        f"`{n}` {f}" for n, f in zip(measured, faster))
     return _verdict(title, f"same batches: {batches}; speed: {speed}", evidence)
 
 
@@ -411,8 +460,9 @@ def claim_combined(rows: dict[str, dict[str, Any]], ablation: dict[str, Any] | N
     device = str(a.get("device", ""))
     if not device.startswith("cuda"):
         evidence.append(f"Measured on `{device}`; the seed's figure is for an H100, so this is this machine's answer.")
-    per_step = NOT_MEASURED if steps is None else (HOLDS if steps >= COMBINED_LOW else FAILS)
-    per_token = NOT_MEASURED if tokens is None else (HOLDS if tokens >= COMBINED_LOW else FAILS)
+    band = timing_band(rows)
+    evidence.append(band_note(rows))
+    per_step, per_token = speed_verdict(steps, COMBINED_LOW, band), speed_verdict(tokens, COMBINED_LOW, band)
     return _verdict(title, f"per optimizer step ({fmt_ratio(steps)}): {per_step}; per token ({fmt_ratio(tokens)}): {per_token}",
                     evidence)
 
@@ -504,8 +554,9 @@ def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list
 def render(args: argparse.Namespace, report, ablation, speed) -> str:  # type: ignore[no-untyped-def]
     given = [f"`{getattr(args, n)}`" for n in ("report", "ablation", "speed") if getattr(args, n)]
     lines = ["# Seed 004: the HF Trainer BEFORE/AFTER claims, checked", "",
-             f"Generated by `python -m implementations.hf_sft_optimized.claims` from {', '.join(given)}. Every number "
-             "below is read from those files; an input left out or a field it lacks reads 'not measured'.", "",
+             f"Generated by `python -m implementations.hf_sft_optimized.claims` from {', '.join(given)}. Every measured "
+             "number below is read from those files (an input left out or a field it lacks reads 'not measured'); "
+             "the seed's figures and the verdict thresholds are stated beside the verdicts they decide.", "",
              *section_diff(report), *section_toggles(ablation, speed_rows(speed)),
              *section_claims(report, ablation, speed), *section_reproduce(args, report, ablation, speed)]
     return "\n".join(lines)

@@ -136,8 +136,11 @@ def test_seq_length_cutting_nothing_and_identical_holds(tmp_path):
 
 def test_loader_toggles_same_batches_and_speed(tmp_path):
     text = _full(tmp_path, **{"BEFORE + dataloader_workers": {"tokens_per_s": 1200.0}})
-    assert _verdicts(text)["workers"] == ("same batches: holds; speed: `dataloader_workers` faster, `pin_memory` not faster, "
-                                          "`prefetch_factor` not faster")
+    assert _verdicts(text)["workers"] == ("same batches: holds; speed: `dataloader_workers` faster, `pin_memory` unchanged "
+                                          "computation here (a noise reference), `prefetch_factor` unchanged computation "
+                                          "here (a noise reference)")
+    text = _full(tmp_path, **{"BEFORE + dataloader_workers": {"tokens_per_s": 1000.0}})
+    assert "speed: `dataloader_workers` not faster" in _verdicts(text)["workers"]
     text = _full(tmp_path, ablation=_ablation(dataloader_workers=_side("DIFFERENT", 2, "data")))
     assert _verdicts(text)["workers"].startswith("same batches: does not hold")
 
@@ -243,3 +246,23 @@ def test_command_line_exit_2_without_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "implementations.hf_sft_optimized.claims", "--report",
                            str(tmp_path / "missing.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ timing noise
+
+def test_noop_rows_set_the_timing_band_and_a_reading_inside_it_decides_nothing(tmp_path):
+    noisy = {"BEFORE + prefetch_factor": {"tokens_per_s": 500.0}, "BEFORE + pin_memory": {"tokens_per_s": 1200.0}}
+    # 2.6x per step would hold, but the band 0.5x-1.2x puts a true 2.4x anywhere in 1.2x-2.88x
+    text = _full(tmp_path, AFTER={"steps_per_s": 2.6, "tokens_per_s": 1000.0}, **noisy)
+    assert _verdicts(text)["combined"] == ("per optimizer step (2.600x): not measurable here (within this run's timing "
+                                           "noise); per token (1.000x): does not hold")
+    assert "read 0.500x-1.200x BEFORE's tokens/s" in text
+    loaders = _verdicts(text)["workers"]
+    assert "`prefetch_factor` unchanged computation here (a noise reference)" in loaders
+    text = _full(tmp_path, AFTER={"steps_per_s": 3.0}, **noisy)
+    assert _verdicts(text)["combined"].startswith("per optimizer step (3.000x): holds")
+
+
+def test_without_noop_rows_timing_noise_is_not_measured(tmp_path):
+    text = _full(tmp_path, **{"BEFORE + prefetch_factor": None, "BEFORE + pin_memory": None})
+    assert "Timing noise: not measured" in text
