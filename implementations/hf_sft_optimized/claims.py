@@ -289,11 +289,17 @@ def _verdict(title: str, verdict: str, evidence: list[str]) -> list[str]:
     return lines + [""]
 
 
+def _missing(rows: dict[str, dict[str, Any]], *configs: str) -> list[str]:
+    """The evidence line for configurations the speed benchmark has no row of (empty when it has them all)."""
+    absent = [f"`{c}`" for c in configs if c not in rows]
+    return [f"The speed benchmark has no {' or '.join(absent)} row."] if absent else []
+
+
 def claim_tf32(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -> list[str]:
     title = '"TF32: 8x faster matrix ops"'
     config = "BEFORE + tf32"
-    if config not in rows or "BEFORE" not in rows:
-        return _verdict(title, NOT_MEASURED, ["The speed benchmark has no BEFORE or `BEFORE + tf32` row."])
+    if _missing(rows, "BEFORE", config):
+        return _verdict(title, NOT_MEASURED, _missing(rows, "BEFORE", config))
     r = ratio(rows, config, "tokens_per_s")
     base, row = rows["BEFORE"], rows[config]
     evidence = [f"tokens/s with tf32 alone: {fmt_ratio(r)} BEFORE's (steps/s {fmt_ratio(ratio(rows, config, 'steps_per_s'))}). "
@@ -319,8 +325,8 @@ def claim_tf32(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -
 def claim_checkpointing(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -> list[str]:
     title = '"Gradient checkpointing: 30% less memory"'
     config = "BEFORE + gradient_checkpointing"
-    if config not in rows or "BEFORE" not in rows:
-        return _verdict(title, NOT_MEASURED, ["The speed benchmark has no BEFORE or `BEFORE + gradient_checkpointing` row."])
+    if _missing(rows, "BEFORE", config):
+        return _verdict(title, NOT_MEASURED, _missing(rows, "BEFORE", config))
     mem = ratio(rows, config, "peak_mem_bytes")
     steps, tokens = ratio(rows, config, "steps_per_s"), ratio(rows, config, "tokens_per_s")
     cost = f"{100 * (1 / steps - 1):+.1f}% time per optimizer step" if steps else f"step time {NOT_MEASURED}"
@@ -436,8 +442,8 @@ def claim_pinning(report: dict[str, Any] | None) -> list[str]:
 
 def claim_combined(rows: dict[str, dict[str, Any]], ablation: dict[str, Any] | None) -> list[str]:
     title = f'"Combined: {COMBINED_LOW:g}-{COMBINED_HIGH:g}x faster" (AFTER vs BEFORE)'
-    if "AFTER" not in rows or "BEFORE" not in rows:
-        return _verdict(title, NOT_MEASURED, ["The speed benchmark has no BEFORE or AFTER row."])
+    if _missing(rows, "BEFORE", "AFTER"):
+        return _verdict(title, NOT_MEASURED, _missing(rows, "BEFORE", "AFTER"))
     b, a = rows["BEFORE"], rows["AFTER"]
     steps, tokens = ratio(rows, "AFTER", "steps_per_s"), ratio(rows, "AFTER", "tokens_per_s")
 
