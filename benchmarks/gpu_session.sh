@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh forks    # one GPU: the fork family (eager vs aot_eager, inductor, LayerNorm)
 #   bash benchmarks/gpu_session.sh hf-sft   # one GPU: seed 004 (1B Llama, HF Trainer): pair report + speed benchmark
 #   bash benchmarks/gpu_session.sh hf-sft-ablate  # one GPU: seed 004, each changed argument alone
+#   bash benchmarks/gpu_session.sh overhead # one GPU: capture overhead, 168M and 1.1B presets, bf16
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then  # the device machine has no network: dependencies it lacks travel as wheels
@@ -30,12 +31,19 @@ case "${1:-single}" in
     ;;
   hf-sft)
     python3 -m parity report --pair gpu-hf-trainer-before-vs-after --device cuda -o reports/gpu/hf-trainer-before-vs-after.md
+    python3 -m parity report --pair gpu-hf-trainer-before-vs-after --device cuda --format json -o reports/gpu/hf-trainer-before-vs-after.json
     python3 benchmarks/hf_sft_speed.py --model_size 1b --device cuda --steps 12 --skip 3 \
       --json reports/gpu/hf-sft-speed.json > reports/gpu/hf-sft-speed.md
     ;;
   hf-sft-ablate)
     python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 12 \
+      --format json -o reports/gpu/hf-trainer-ablation.json
+    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 12 \
       -o reports/gpu/hf-trainer-ablation.md
+    ;;
+  overhead)
+    python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute \
+      --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
     ;;
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
