@@ -36,9 +36,9 @@ case "${1:-single}" in
       --json reports/gpu/hf-sft-speed.json > reports/gpu/hf-sft-speed.md
     ;;
   hf-sft-ablate)
-    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 12 \
+    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 6 \
       --format json -o reports/gpu/hf-trainer-ablation.json
-    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 12 \
+    python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 6 \
       -o reports/gpu/hf-trainer-ablation.md
     ;;
   overhead)
