@@ -40,6 +40,9 @@ case "${1:-single}" in
       --format json -o reports/gpu/hf-trainer-ablation.json
     python3 -m parity ablate --pair gpu-hf-trainer-before-vs-after --device cuda --jobs 2 --steps 6 \
       -o reports/gpu/hf-trainer-ablation.md
+    python3 -m implementations.hf_sft_optimized.claims --report reports/gpu/hf-trainer-before-vs-after.json \
+      --ablation reports/gpu/hf-trainer-ablation.json --speed reports/gpu/hf-sft-speed.json --ablation-steps 6 \
+      -o reports/gpu/hf-trainer-claims.md
     ;;
   overhead)
     python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute \

@@ -208,6 +208,14 @@ def numerics(side: dict[str, Any] | None) -> str:
     return str(status)
 
 
+def _revert_within_noise(toggle: dict[str, Any], noise: Any) -> bool:
+    """Applied alone it is EQUIVALENT, reverted alone it differs, by less than the baseline's measured noise."""
+    applied, reverted = toggle.get("applied_to_baseline") or {}, toggle.get("reverted_on_candidate") or {}
+    change = reverted.get("final_loss_rel_change")
+    return (applied.get("status") == "EQUIVALENT" and reverted.get("status") == "DIFFERENT"
+            and isinstance(noise, (int, float)) and isinstance(change, (int, float)) and abs(change) <= abs(noise))
+
+
 def fmt_effect(value: Any) -> str:
     return NOT_MEASURED if not isinstance(value, (int, float)) else f"{100 * value:+.3f}%"
 
@@ -265,6 +273,13 @@ def section_toggles(ablation: dict[str, Any] | None, rows: dict[str, dict[str, A
     lines += ["", "n/a: the benchmark did not measure it for this configuration (GPU utilisation exists only on a GPU)."]
     if rows:
         lines += ["", band_note(rows)]
+    unexplained = [n for n in names if _revert_within_noise(ts.get(n, {}), noise)]
+    if unexplained:
+        lines += ["", "Reverted from AFTER, " + ", ".join(f"`{n}`" for n in unexplained) + " differ bit for bit although "
+                  "applied to BEFORE they stay within the baseline's noise band and their final-loss change is smaller "
+                  "than that band: the ablation measured the noise of BEFORE only, not of AFTER (gradient checkpointing, "
+                  "workers), so these differences are not attributed to the argument; they are what AFTER's own "
+                  "run-to-run noise would look like."]
     if "grad_accum" in names:
         lines += ["", "The losses compared are the ones backward ran on, normalised over the accumulation window: changing "
                   "gradient_accumulation_steps rescales them by itself, so its final-loss effect is not a change in "
@@ -533,7 +548,8 @@ def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list
         lines.append(f"parity report --pair {pair}{flag}{steps_flag} --format json -o {shlex.quote(args.report)}" if pair else
                      f"# {args.report}: the report does not record its pair")
     if args.ablation:
-        lines.append(f"parity ablate --pair {pair}{flag} --jobs 2 --format json -o {shlex.quote(args.ablation)}" if pair else
+        ablation_steps = f" --steps {args.ablation_steps}" if args.ablation_steps else ""
+        lines.append(f"parity ablate --pair {pair}{flag} --jobs 2{ablation_steps} --format json -o {shlex.quote(args.ablation)}" if pair else
                      f"# {args.ablation}: the ablation does not record its pair")
     if args.speed:
         command = (speed or {}).get("command")
@@ -543,6 +559,8 @@ def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list
     for name in ("report", "ablation", "speed"):
         if getattr(args, name):
             own.append(f"--{name} {shlex.quote(getattr(args, name))}")
+    if args.ablation_steps:
+        own.append(f"--ablation-steps {args.ablation_steps}")
     if args.output:
         own.append(f"-o {shlex.quote(args.output)}")
     lines += [" ".join(own), "```", ""]
@@ -551,7 +569,7 @@ def section_reproduce(args: argparse.Namespace, report, ablation, speed) -> list
         notes.append("The report and ablation commands are derived: the pair from the ablation's `pair` (else the "
                      "report's run directory), the device from the recorded trainer's `--device`, the report's step "
                      "budget from its recorded runs; neither JSON records its own command line, and the ablation's "
-                     "step budget is not recorded (the pair's default is assumed).")
+                     "step budget is the one given with --ablation-steps (else the pair's default).")
     if rows.get("BEFORE", {}).get("device"):
         notes.append(f"Speed measured on `{rows['BEFORE']['device']}`, dtype `{rows['BEFORE'].get('dtype', NOT_MEASURED)}`.")
     return lines + notes + ([""] if notes else [])
@@ -593,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", help="JSON from `parity report --pair ... --format json`")
     p.add_argument("--ablation", help="JSON from `parity ablate --pair ... --format json`")
     p.add_argument("--speed", help="JSON from `python benchmarks/hf_sft_speed.py ... --json`")
+    p.add_argument("--ablation-steps", type=int, default=None,
+                   help="the --steps the ablation ran with, for the Reproduce block (its JSON does not record it)")
     p.add_argument("-o", "--output", help="markdown file (default: stdout)")
     args = p.parse_args(argv)
     if not (args.report or args.ablation or args.speed):
