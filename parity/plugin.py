@@ -52,13 +52,25 @@ def _gate(config: pytest.Config, path: Path) -> GateResult:
     return cache[path]
 
 
+#: Pair name -> (judged on a stored golden, why not): gathered from the items' reports, so that it also
+#: reaches the controller when xdist workers ran the gates.
+_GATE_PROPERTY = "parity_gate"
+_SEEN_GATES: dict[str, tuple[bool, str | None]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in getattr(report, "user_properties", ()):
+        if key == _GATE_PROPERTY:
+            name, on_golden, note = value
+            _SEEN_GATES[name] = (on_golden, note)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Say which pairs were judged against stored goldens and which recorded their baseline, and why."""
-    gates: dict[Path, GateResult] = config.stash.get(_GATES, {})
-    if not gates:
+    if not _SEEN_GATES:
         return
-    on_golden = sorted(r.pair.name for r in gates.values() if r.golden is not None)
-    recorded = sorted((r.pair.name, r.golden_note) for r in gates.values() if r.golden is None)
+    on_golden = sorted(name for name, (golden, _) in _SEEN_GATES.items() if golden)
+    recorded = sorted((name, note) for name, (golden, note) in _SEEN_GATES.items() if not golden)
     terminalreporter.section("parity gates")
     terminalreporter.write_line(f"{len(on_golden)} pair(s) gated on stored goldens, {len(recorded)} with both sides recorded")
     for name, note in recorded:
@@ -112,6 +124,7 @@ class PairItem(_GateItem):
             if not torch.cuda.is_available():
                 pytest.skip("needs a CUDA device")
         result = _gate(self.config, self.path)
+        self.user_properties.append((_GATE_PROPERTY, (result.pair.name, result.golden is not None, result.golden_note)))
         # A missing golden or a provenance the gate cannot judge fails every item of the pair.
         failure = result.failure("golden") or result.failure(self.check)
         if failure is not None:
