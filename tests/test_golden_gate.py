@@ -147,3 +147,11 @@ def test_auto_uses_a_stored_golden_and_records_the_baseline_where_none_is(stored
     assert fresh.golden is None and fresh.passed
     assert fresh.golden_note.startswith("no golden for cpu-") and "baseline was recorded" in fresh.golden_note
     assert (tmp_path / "runs" / "toy-golden-other" / "baseline" / "trace-rank0.jsonl").exists()
+
+
+def test_pytest_items_say_which_pairs_ran_on_goldens_also_under_xdist(stored) -> None:
+    pair, runs = stored
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", str(pair),
+                          "--parity-runs-dir", str(runs)], capture_output=True, text=True, cwd=pair.parent)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 pair(s) gated on stored goldens, 0 with both sides recorded" in run.stdout
