@@ -79,8 +79,12 @@ def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str 
     baseline, candidate = pair.sides()
     root = Path(runs_dir) / pair.name / "ablate"
     cache = Path(runs_dir) / ".cache"
+    # Each side recorded twice: the applied changes are judged against the baseline's own run-to-run noise,
+    # the reverted ones against the candidate's (another setup, e.g. workers or checkpointing, may have
+    # other noise); never blame a change for noise its counterpart shows by itself.
     plan: dict[str, tuple[Side, str]] = {"baseline": (baseline, ""), "candidate": (candidate, ""),
-                                         "baseline-repeat": (baseline, "repeat")}
+                                         "baseline-repeat": (baseline, "repeat"),
+                                         "candidate-repeat": (candidate, "repeat")}
     for t in toggles:
         plan[f"apply-{t.name}"] = (_with_args(baseline, t.candidate, f"baseline + {t.name}"), "")
         plan[f"revert-{t.name}"] = (_with_args(candidate, t.baseline, f"candidate - {t.name}"), "")
@@ -107,7 +111,8 @@ def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str 
     for t in toggles:
         a, r = f"apply-{t.name}", f"revert-{t.name}"
         applied = compare_traces(traces["baseline"], traces[a], baseline_repeat=traces["baseline-repeat"], ignore_args=ignore)
-        reverted = compare_traces(traces["candidate"], traces[r], ignore_args=ignore)
+        reverted = compare_traces(traces["candidate"], traces[r], baseline_repeat=traces["candidate-repeat"],
+                                  ignore_args=ignore)
         effect = lambda x, y: None if finals[x] is None or finals[y] is None else (finals[y] - finals[x]) / abs(finals[x] or 1)
         results.append(ToggleResult(t, applied, reverted, effect("baseline", a), effect(r, "candidate"),
                                     {k: run_metrics[k] for k in (a, r)} if run_metrics else {}, stability(traces[a])))

@@ -43,7 +43,8 @@ def render_ablation_markdown(result: AblationResult, commands: list[str]) -> str
              f"Each of the {len(result.toggles)} changes was applied alone to the baseline and reverted alone on the "
              "candidate, and each run compared bit for bit with its counterpart. Final loss is the mean over the last "
              f"10% of steps; the baseline's own run-to-run noise on it is {_fmt(result.noise_floor)} "
-             "(two recordings of the baseline).", "",
+             "(two recordings of the baseline). Applied changes are judged against the baseline's recorded noise, "
+             "reverted ones against the candidate's (it is recorded twice too).", "",
              pd.DataFrame(rows).to_markdown(index=False), "",
              f"**Changes that alter training on their own:** {', '.join(f'`{n}`' for n in affecting) or 'none'}.", "",
              f"**Changes that leave training bit-identical (or within the noise floor):** "
