@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         configs = [c for c in configs if c[0] in wanted]
         if "BEFORE" not in [c[0] for c in configs]:
             p.error("--only must include BEFORE (every ratio is to it)")
-    print("command:", shlex.join([sys.executable, str(Path(__file__).relative_to(REPO)), *argv]))
+    # From the project root, with no machine's paths: the line a reader runs to reproduce the table.
+    print("command:", shlex.join(["python", str(Path(__file__).resolve().relative_to(REPO)), *argv]))
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for i, (label, side, extra) in enumerate(configs):
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                         "--max_steps", str(args.steps), "--seed", "0", "--device", args.device, "--scale", str(args.scale),
                         "--save_final_model", "false", "--save_strategy", "no", *extra]
         out = work / f"config{i}.json"
-        print(f"[{i + 1}/{len(configs)}] {label}: {shlex.join(trainer_args)}", flush=True)
+        shown = [a.replace(str(work), "$WORKDIR") for a in trainer_args]  # the temporary folder, by name
+        print(f"[{i + 1}/{len(configs)}] {label}: {shlex.join(shown)}", flush=True)
         done = subprocess.run([sys.executable, __file__, "--child", str(out), side, str(args.skip), "--", *trainer_args], cwd=REPO)
         if done.returncode != 0:  # one failed configuration is reported, the others still run
             print(f"error: {label} exited with {done.returncode}", file=sys.stderr)
@@ -236,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             if i == 0:
                 return 1  # every ratio is to BEFORE
             continue
-        rows.append({"config": label, **json.loads(out.read_text())})
+        row = json.loads(out.read_text())
+        row["argv"] = [str(a).replace(str(work), "$WORKDIR") for a in row.get("argv", [])]
+        rows.append({"config": label, **row})
     truncation = _truncation(data, args.scale)
     first = rows[0]
     import torch

@@ -13,7 +13,7 @@ from parity import session
 from parity.checks.base import Tolerance
 from parity.exceptions import ConfigError, ParityError
 from parity.pairs import parse_tolerance_value
-from parity.report.render import check_output_file, emit, to_json_text
+from parity.report.render import check_output_file, emit, to_json_text, without_machine_paths
 from parity.results import ReportResult
 from parity.trace import schema
 from parity.trace.reader import load_run
@@ -267,7 +267,8 @@ def _invocation(subcommand: str) -> list[str] | None:
 
 def _render(result: ReportResult, fmt: str, output: str | None, generated_by: str) -> None:
     if fmt == "json":
-        emit(to_json_text(result.comparison.to_json()), output)
+        emit(without_machine_paths(to_json_text(result.comparison.to_json()), [result.baseline.path, result.candidate.path]),
+             output)
         return
     from parity.report.markdown import MarkdownReporter, ReportContext  # pandas/matplotlib: only for markdown
 

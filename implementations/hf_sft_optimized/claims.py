@@ -313,8 +313,9 @@ def _missing(rows: dict[str, dict[str, Any]], *configs: str) -> list[str]:
 def claim_tf32(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -> list[str]:
     title = '"TF32: 8x faster matrix ops"'
     config = "BEFORE + tf32"
-    if _missing(rows, "BEFORE", config):
-        return _verdict(title, NOT_MEASURED, _missing(rows, "BEFORE", config))
+    missing = _missing(rows, "BEFORE", config)
+    if missing:
+        return _verdict(title, NOT_MEASURED, missing)
     r = ratio(rows, config, "tokens_per_s")
     base, row = rows["BEFORE"], rows[config]
     evidence = [f"tokens/s with tf32 alone: {fmt_ratio(r)} BEFORE's (steps/s {fmt_ratio(ratio(rows, config, 'steps_per_s'))}). "
@@ -340,8 +341,9 @@ def claim_tf32(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -
 def claim_checkpointing(rows: dict[str, dict[str, Any]], ts: dict[str, dict[str, Any]]) -> list[str]:
     title = '"Gradient checkpointing: 30% less memory"'
     config = "BEFORE + gradient_checkpointing"
-    if _missing(rows, "BEFORE", config):
-        return _verdict(title, NOT_MEASURED, _missing(rows, "BEFORE", config))
+    missing = _missing(rows, "BEFORE", config)
+    if missing:
+        return _verdict(title, NOT_MEASURED, missing)
     mem = ratio(rows, config, "peak_mem_bytes")
     steps, tokens = ratio(rows, config, "steps_per_s"), ratio(rows, config, "tokens_per_s")
     cost = f"{100 * (1 / steps - 1):+.1f}% time per optimizer step" if steps else f"step time {NOT_MEASURED}"

@@ -12,6 +12,7 @@ import pandas as pd
 from parity.checks.base import Finding
 from parity.checks.compare import Comparison
 from parity.report.plots import write_plots
+from parity.report.render import without_machine_paths
 from parity.trace import schema
 from parity.trace.reader import Trace
 from parity.trace.records import StepView, TraceMeta
@@ -314,17 +315,6 @@ def _code_section(c: Comparison) -> list[str]:
             "shown beside the numeric findings, they decide nothing by themselves):", "", _table(rows), ""]
 
 
-def _without_machine_paths(text: str, ctx: ReportContext) -> str:
-    """Paths inside the project as written from its root: a report must read the same on any machine."""
-    from parity.report.reproduce import find_project_root
-
-    for trace in (ctx.baseline, ctx.candidate):
-        root = find_project_root(Path(trace.path).parent)
-        if (root / "pyproject.toml").is_file() and str(root) != "/":
-            text = text.replace(str(root) + "/", "").replace(str(root), ".")
-    return text
-
-
 def _revision(trace: Trace) -> str:
     """Where the run's code stood, worded for the heading: "at <commit>", or why there is none in brackets."""
     in_git = bool(TraceMeta.of(trace).git)
@@ -367,5 +357,5 @@ class MarkdownReporter:
                   "## Environment", "", _table(_environment(ctx)), "",
                   "## Reproduce", "", "From a fresh clone, at the project root (the folder with pyproject.toml), "
                   "these commands re-create every number above:", "", "```bash", *ctx.commands, "```", ""]
-        return _without_machine_paths("\n".join(lines), ctx)
+        return without_machine_paths("\n".join(lines), [ctx.baseline.path, ctx.candidate.path])
 

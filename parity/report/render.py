@@ -82,5 +82,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def without_machine_paths(text: str, trace_paths: list[str | os.PathLike]) -> str:
+    """Paths inside the project as written from its root: a report (markdown or JSON) must read the same on
+    any machine. The project is the one holding each trace's run directory."""
+    from parity.report.reproduce import find_project_root
+
+    for trace_path in trace_paths:
+        root = find_project_root(Path(trace_path).parent)
+        if (root / "pyproject.toml").is_file() and str(root) != "/":
+            text = text.replace(str(root) + "/", "").replace(str(root), ".")
+    return text
+
+
 def to_json_text(data: Any) -> str:
     return json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False, default=str) + "\n"
