@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--impact", help="JSON written by `parity resume-check --controls --format json`: attach measured impact")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow unsafe pickles (only for checkpoints you trust)")
     add_output_options(p)
+    for module in PLUGGED_COMMANDS:
+        COMMANDS.update(importlib.import_module(module).register(sub))
     return parser
 
 
@@ -428,6 +431,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     missing = [c for c in result.categories if c.status == audit_api.NOT_SAVED and c.used]
     return DIFFERENCES if missing else OK
 
+
+#: Subcommands that live in their own modules. Each module's `register(sub)` adds its parsers to the
+#: subparsers `sub` and returns {name: handler(args) -> exit code}; it must import nothing heavy at
+#: module level (torch, pandas), because every `parity` invocation builds the whole parser.
+PLUGGED_COMMANDS: tuple[str, ...] = ()
 
 COMMANDS = {"ablate": _cmd_ablate, "audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
             "resume-check": _cmd_resume_check, "golden": _cmd_golden, "calibrate": _cmd_calibrate}
