@@ -19,6 +19,7 @@ from torch.optim import lr_scheduler
 
 from parity.capture.controls import rng_restore_targets
 from parity.capture import structure
+from parity.capture.settings import argparse_options
 from parity.capture.frameworks import ShimFinder, install_shims
 from parity.capture.recorder import Recorder, dynamo_tracing, iter_tensors
 from parity.trace import schema
@@ -62,6 +63,7 @@ class TorchPatches:
         self._in_scaler_step = False
         self._scaler_updated = False
         self._args: dict[str, Any] = {}
+        self._arg_options: dict[str, list[dict[str, Any]]] = {}
         self._skipped_calls: list[str] = []
         self._optimizers: list[dict[str, Any]] = []
         self._schedulers: list[dict[str, Any]] = []
@@ -589,6 +591,9 @@ class TorchPatches:
             def described(result: Any) -> None:
                 namespace = result[0] if isinstance(result, tuple) else result
                 patches._args.update(vars(namespace))
-                patches.recorder.meta("argparse", patches._args)
+                patches.recorder.meta(schema.META_ARGPARSE, patches._args)
+                for dest, actions in argparse_options(self).items():
+                    patches._arg_options.setdefault(dest, actions)
+                patches.recorder.meta(schema.META_ARGPARSE_OPTIONS, patches._arg_options)
             return patches._outermost("argparse", lambda: original(self, *args, **kwargs), on_exit=described)
         return parse_known_args

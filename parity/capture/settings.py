@@ -19,6 +19,8 @@ import types
 from pathlib import PurePath
 from typing import Any, Iterator
 
+from parity.trace import schema
+
 #: An object with more leaves than this is data, not configuration: skipped.
 MAX_LEAVES = 2000
 #: Frames walked outward from the optimizer step.
@@ -187,3 +189,27 @@ def find_config_objects(start: types.FrameType | None = None, named: dict[str, A
             seen.add(id(value))
             found[where] = converted
     return found
+
+
+#: argparse's own action classes, by the kind the trace names them.
+_ACTION_KINDS = {"_StoreAction": schema.ACTION_STORE, "_StoreTrueAction": schema.ACTION_STORE_TRUE,
+                 "_StoreFalseAction": schema.ACTION_STORE_FALSE, "_StoreConstAction": schema.ACTION_STORE_CONST,
+                 "BooleanOptionalAction": schema.ACTION_BOOLEAN_OPTIONAL, "_AppendAction": schema.ACTION_APPEND,
+                 "_CountAction": schema.ACTION_COUNT}
+
+
+def argparse_options(parser: argparse.ArgumentParser) -> dict[str, list[dict[str, Any]]]:
+    """How each dest of `parser` is set on a command line (schema.META_ARGPARSE_OPTIONS).
+
+    Help and version actions write no dest and are left out; values are passed through as they are (the
+    recorder makes them JSON)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for action in getattr(parser, "_actions", ()):
+        if action.dest in (None, argparse.SUPPRESS) or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        kind = _ACTION_KINDS.get(type(action).__name__, type(action).__name__)
+        default = None if action.default is argparse.SUPPRESS else action.default
+        out.setdefault(action.dest, []).append({schema.ARG_OPTIONS: list(action.option_strings), schema.ARG_ACTION: kind,
+                                                schema.ARG_NARGS: action.nargs, schema.ARG_DEFAULT: default,
+                                                schema.ARG_CONST: action.const})
+    return out

@@ -20,7 +20,7 @@ from parity.trace.schema import (
     CLIP_MAX_NORM, CLIP_NORM_TYPE, E_LOAD, E_STATUS, F_BATCH, F_CLIP, F_EPOCH, F_EVENTS, F_FIELDS, F_GRAD_NORM,
     F_GROUPS, F_LABELS, F_LOADER, F_LOSSES, F_MODE, F_OPTIM_STATE, F_PARAMS, F_PEAK_MEM, F_RNG, F_SAMPLES,
     F_SKIPPED, F_STEP, F_WALL_MS, G_INITIAL_LR, G_LR, GIT_COMMIT, GIT_DIRTY, H_DETERMINISTIC, H_DIGEST, H_LEVEL,
-    H_RANK, H_RUN, H_SEED, H_SKIP_LOADS, LABELS_FIELD, LABELS_HIST, META_ARGPARSE, META_CAPTURE_ERROR,
+    H_RANK, H_RUN, H_SEED, H_SKIP_LOADS, LABELS_FIELD, LABELS_HIST, META_ARGPARSE, META_ARGPARSE_OPTIONS, META_CAPTURE_ERROR,
     META_CONFIG_OBJECTS, META_DATALOADERS, META_MODEL, META_NONDETERMINISTIC_OPS, META_NUMERICS_AT_END,
     META_OPTIMIZERS, META_RNG_AT_FIRST_BATCH, META_SCHEDULERS, META_SKIPPED_CALLS, META_SOURCES, MODE_EVAL_MODULES,
     MODE_N_EVAL, MODE_ROOT, MODE_TRAINING, OPT_CLASS, OPT_DEFAULTS, OPT_N_PARAMS, OPT_PARAM_GROUPS, RUN_ARGV, RUN_CPUS, RUN_DEVICE, RUN_ENV, RUN_GIT,
@@ -329,6 +329,11 @@ class TraceMeta:
     def argparse(self) -> dict[str, Any]:
         """The parsed command-line namespace ({} when the trainer used no argparse)."""
         return self.meta.get(META_ARGPARSE) or {}
+
+    @property
+    def argparse_options(self) -> dict[str, list[dict[str, Any]]]:
+        """How each argparse dest is set on a command line ({} for traces recorded before parity kept it)."""
+        return self.meta.get(META_ARGPARSE_OPTIONS) or {}
 
     @property
     def optimizers(self) -> list[OptimizerRecord]:

@@ -14,7 +14,9 @@ Changelog of SCHEMA_VERSION:
        their missing fields are NOT_COMPARED.
      later addition, readable by every v2 reader (unknown step fields are free): step field
        `param_sums` (per-parameter element sums of local shards, the layout-independent digest), meta
-       key `param_layout` (which parameters are DTensor shards).
+       key `param_layout` (which parameters are DTensor shards); meta key `argparse_options` (each
+       argparse dest's option strings, action kind, nargs, default and const: how to set it on a
+       command line).
 """
 
 from __future__ import annotations
@@ -179,8 +181,19 @@ META_RNG_AT_FIRST_BATCH = "rng_at_first_batch"
 META_PARAM_LAYOUT = "param_layout"
 LAYOUT_PLACEMENTS, LAYOUT_SHAPE, LAYOUT_LOCAL_SHAPE = "placements", "shape", "local_shape"
 
+#: {dest: [{"options": [option strings], "action": ACTION_*, "nargs": argparse nargs (None, int, "?", "*", "+"),
+#:   "default": json value, "const": json value}]}: every argparse action of the parsers that parsed the
+#:   command line, one entry per action writing that dest (a `--x`/`--no-x` pair shares one dest); a
+#:   positional has no option strings. Lets `parity attribute` set a recorded value back on a command line.
+META_ARGPARSE_OPTIONS = "argparse_options"
+#: Keys of one META_ARGPARSE_OPTIONS action.
+ARG_OPTIONS, ARG_ACTION, ARG_NARGS, ARG_DEFAULT, ARG_CONST = "options", "action", "nargs", "default", "const"
+#: Action kinds; any other action is recorded under its class name.
+ACTION_STORE, ACTION_STORE_TRUE, ACTION_STORE_FALSE, ACTION_STORE_CONST = "store", "store_true", "store_false", "store_const"
+ACTION_BOOLEAN_OPTIONAL, ACTION_APPEND, ACTION_COUNT = "boolean_optional", "append", "count"
+
 #: Every meta key a recorder writes.
-META_KEYS = (META_ARGPARSE, META_OPTIMIZERS, META_SCHEDULERS, META_NUMERICS_AT_END, META_NONDETERMINISTIC_OPS,
+META_KEYS = (META_ARGPARSE, META_ARGPARSE_OPTIONS, META_OPTIMIZERS, META_SCHEDULERS, META_NUMERICS_AT_END, META_NONDETERMINISTIC_OPS,
              META_SKIPPED_CALLS, META_CAPTURE_ERROR, META_MODEL, META_DATALOADERS, META_CONFIG_OBJECTS, META_SOURCES,
              META_RNG_AT_FIRST_BATCH, META_PARAM_LAYOUT)
 
