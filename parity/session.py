@@ -14,6 +14,7 @@ from parity.capture.launch import RecordResult, record_command
 from parity.checks.base import Tolerance
 from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
+from parity.explain.bisect import BisectResult
 from parity.pairs import VERDICT, Pair, Side, load_pair
 from parity.checks.ranks import check_rank_consistency, check_sharded, compare_each_rank
 from parity.results import (AblationResult, CalibrationResult, GateFailure, GateResult, GoldenResult, PairRuns,
@@ -366,3 +367,46 @@ def calibrate(pair: str | Path | Pair, *, repeats: int = 3, jobs: int = 2, steps
     return CalibrationResult(pair.name, env, repeats, bands.deterministic,
                              {c: bands.width(c) for c in ("loss", "grad_norm", "lr_schedule")}, bands.digests_stable,
                              path, outs)
+
+
+def bisect(pair: str | Path | Pair, *, good: str, bad: str, side: str = "candidate", repo: str | Path | None = None,
+           steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs",
+           tolerance: Tolerance | None = None) -> BisectResult:
+    """The first commit in `good..bad` at which `side` of the pair stops training like it does at `good`
+    (parity.explain.bisect), judged with the pair's tolerances and `tolerance` (loss) over them."""
+    from parity.explain.bisect import bisect as run_bisect
+
+    pair = load(pair)
+    return run_bisect(pair, good=good, bad=bad, side=side, repo=repo, steps=steps, device=device, runs_dir=runs_dir,
+                      tolerances=tolerances(pair, tolerance), tolerance=tolerance)
+
+
+def features(a: str | Path | None = None, b: str | Path | None = None, *, pair: str | Path | Pair | None = None,
+             steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs", test_mode: bool = True,
+             test_timeout: float = 300.0, resume: bool = True, throughput: str | Path | None = None,
+             invocation: Sequence[str] | None = None):
+    """The feature matrix of two runs (parity.features): recorded run directories `a` and `b`, or both sides of
+    `pair` recorded as `report` records them, plus the pair's [resume] protocol where it declares one."""
+    from parity.features.build import build_matrix, read_throughput, side_label
+    from parity.report.reproduce import reproduce_block
+
+    bench = read_throughput(throughput)
+    resume_result, sides = None, (False, False)
+    if pair is not None:
+        pair = load(pair)
+        runs = run_pair(pair, steps=steps, device=device, runs_dir=runs_dir, repeat=False)
+        a, b = runs.baseline, runs.candidate
+        if pair.resume is not None and resume:
+            resume_result = resume_check(pair, runs_dir=runs_dir, device=device)
+            script = next((p for p in pair.resume.run if p.endswith(".py")), None)
+            sides = tuple(script is not None and script in s.command for s in pair.sides())
+        elif pair.resume is not None:
+            resume_result = "skipped (--no-resume)"
+    if a is None or b is None:
+        raise ConfigError("give two run directories (A B) or --pair NAME")
+    commands = reproduce_block([a, b], invocation, records_runs=pair is not None)
+    labels = None
+    if pair is not None:
+        labels = tuple(f"{name}: {side_label(Path(d), load_run(d).primary)}" for name, d in (("baseline", a), ("candidate", b)))
+    return build_matrix(a, b, labels=labels, test_mode=test_mode, test_timeout=test_timeout, resume=resume_result,
+                        resume_sides=sides, throughput=bench, reproduce=commands)

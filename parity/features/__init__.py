@@ -1,0 +1,1 @@
+"""`parity features A B`: a feature matrix of two trainers measured from their runs (artifacts, trace, numerics)."""
