@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -92,11 +93,13 @@ def code_revision(start: Path) -> str | None:
         return None
 
 
-def cache_key(command: list[str], side: Side, cwd: Path, skip_loads: tuple[str, ...], salt: str = "") -> str | None:
-    revision = code_revision(cwd)
+def cache_key(command: list[str], side: Side, cwd: Path, skip_loads: tuple[str, ...], salt: str = "", *,
+              revision: str | None = None) -> str | None:
+    """The run cache's key; `revision` (a commit) stands for the code at `cwd` where it is not checked out."""
+    revision = revision or code_revision(cwd)
     if revision is None:
         return None
-    from parity.capture.metadata import NUMERICS_ENV
+    from parity.capture.config import NUMERICS_ENV
 
     # The shell's numerics variables reach the run too (OMP_NUM_THREADS changes CPU reduction order):
     # a run recorded under other values is another run.
@@ -117,12 +120,8 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
     command = side.render(steps=steps, device=device, out=out)
     key = cache_key([*side.render(steps=steps, device=device, out=Path("OUT")), *side.setup], side, cwd or side.cwd,
                     skip_loads, salt) if cache_dir is not None else None
-    if key is not None:
-        cached = cache_dir / key
-        if (cached / "run.json").exists() and '"returncode":0' in (cached / "run.json").read_text():
-            _say(f"reusing cached {label or side.name} ({cached})")
-            _link(cached, out)
-            return RecordResult(out, 0, 0.0, cached / "output.log")
+    if key is not None and (hit := _reuse(cache_dir / key, out, label or side.name)) is not None:
+        return hit
     # Pair runs live in directories parity owns: start each from an empty one, so that nothing a
     # previous recording left (a last.bin a trainer would resume from, stale outputs) leaks in.
     shutil.rmtree(out, ignore_errors=True)
@@ -153,6 +152,15 @@ def record_side(side: Side, out: Path, *, steps: int, device: str, skip_loads: t
     return result
 
 
+def _reuse(cached: Path, out: Path, label: str) -> RecordResult | None:
+    """The cached run copied to `out`, or None when the cache holds no finished run under that key."""
+    if not ((cached / "run.json").exists() and '"returncode":0' in (cached / "run.json").read_text()):
+        return None
+    _say(f"reusing cached {label} ({cached})")
+    _link(cached, out)
+    return RecordResult(out, 0, 0.0, cached / "output.log")
+
+
 def _store_in_cache(out: Path, cached: Path) -> None:
     """Copy a recorded run into the cache so that readers only ever see a complete entry: copied beside it,
     then renamed into place (parallel ablation jobs and test workers record the same side at once)."""
@@ -178,6 +186,48 @@ def _link(cached: Path, out: Path) -> None:
     """Make `out` hold the cached run (a copy: run directories stay independent of the cache)."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(cached, out)
+
+
+@dataclass(frozen=True)
+class CommitRun:
+    """One side recorded at one commit: its run directory, or why the commit could not be recorded."""
+
+    commit: str
+    run: Path | None
+    """The run directory; None when the command failed or recorded nothing (`failure` says how)."""
+    failure: str | None = None
+    cached: bool = False
+    """Taken from the run cache (a finished run, or a remembered failure): nothing was checked out or run."""
+
+
+def record_commit(side: Side, commit: str, *, repo: Path, sub: str, out: Path, steps: int, device: str,
+                  cache_dir: Path, label: str) -> CommitRun:
+    """Record `side` at `commit` (a full sha) in a temporary worktree of `repo`, running it in the folder `sub`
+    of the worktree; cached by commit, so a commit recorded before with this command, environment and seed
+    is not checked out again.
+
+    A command that fails or records nothing is an outcome here, not an error (`parity bisect` skips such
+    commits, like `git bisect skip`); it is remembered beside the cache entry, since a commit that does
+    not build fails the same way each time (delete the `.failed` file to try it again)."""
+    command = [*side.render(steps=steps, device=device, out=Path("OUT")), *side.setup]
+    # The worktree lives in a fresh temporary folder: the key names the commit and the folder inside it.
+    cached = cache_dir / str(cache_key(command, side, Path(GIT_PREFIX + commit) / sub, (), revision=commit))
+    failed = cached.with_name(cached.name + ".failed")
+    if _reuse(cached, out, label) is not None:
+        return CommitRun(commit, out, cached=True)
+    if failed.exists():
+        return CommitRun(commit, None, failed.read_text(), cached=True)
+    with git_worktree(commit, repo) as tree:
+        try:
+            if not (tree / sub).is_dir():
+                raise BaselineError(f"{label}: the folder {sub} does not exist at this commit")
+            record_side(side, out, steps=steps, device=device, cwd=tree / sub, label=label)
+        except BaselineError as exc:
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            failed.write_text(str(exc))
+            return CommitRun(commit, None, str(exc))
+    _store_in_cache(out, cached)
+    return CommitRun(commit, out)
 
 
 def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | None, device: str,
