@@ -20,6 +20,16 @@ ENV_DETERMINISTIC = "PARITY_DETERMINISTIC"
 ENV_SKIP_LOADS = "PARITY_SKIP_LOADS"
 
 
+#: Environment variables that can change numerics, placement or seeding (here, not in metadata, which
+#: imports torch: recording and cache keys read it in processes that never need torch).
+NUMERICS_ENV = (
+    "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_TF32_OVERRIDE", "TORCH_CUDNN_V8_API_ENABLED", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
+    "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NCCL_ALGO", "NCCL_PROTO",
+    "PARITY_SEED", "PARITY_DETERMINISTIC", "PARITY_LEVEL", "PARITY_SKIP_LOADS",
+)
+
+
 @dataclass(frozen=True)
 class CaptureConfig:
     """How much a step record holds."""

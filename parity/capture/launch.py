@@ -291,7 +291,7 @@ def _run_and_describe(command: Sequence[str], out: Path, *, seed: int | None, de
     # A report's Reproduce block must also set the numerics variables the trainer inherited from this
     # shell (an exported OMP_NUM_THREADS changes CPU results); parity sets PARITY_* and, with a seed,
     # PYTHONHASHSEED itself. Imported here: metadata imports torch, which recording never needs.
-    from parity.capture.metadata import NUMERICS_ENV
+    from parity.capture.config import NUMERICS_ENV
 
     inherited = {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ and k not in (env or {})
                  and not k.startswith("PARITY_") and not (k == "PYTHONHASHSEED" and seed is not None)}

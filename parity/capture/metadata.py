@@ -10,14 +10,7 @@ from typing import Any
 
 import torch
 
-#: Environment variables that can change numerics, placement or seeding.
-NUMERICS_ENV = (
-    "CUBLAS_WORKSPACE_CONFIG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-    "NVIDIA_TF32_OVERRIDE", "TORCH_CUDNN_V8_API_ENABLED", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "CUDA_LAUNCH_BLOCKING",
-    "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NCCL_ALGO", "NCCL_PROTO",
-    "PARITY_SEED", "PARITY_DETERMINISTIC", "PARITY_LEVEL", "PARITY_SKIP_LOADS",
-)
-
+from parity.capture.config import NUMERICS_ENV
 
 #: Numerics flags by name, each read by its own function: torch refuses to read some (the legacy TF32
 #: flags once a trainer set the new `fp32_precision` API), and one unreadable flag must not lose the others.
