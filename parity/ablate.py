@@ -14,11 +14,11 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from parity.checks.base import rel_diff
 from parity.checks.compare import compare_traces
-from parity.exceptions import ConfigError
+from parity.exceptions import BaselineError, ConfigError
 from parity.pairs import Metrics, Pair, Side, Toggle
 from parity.results import AblationResult, ToggleResult
 from parity.sides import record_side
@@ -72,40 +72,79 @@ def _with_args(side: Side, extra: list[str], label: str) -> Side:
     return replace(side, name=label, command=(*side.command, *extra))
 
 
+#: Run label -> (side to record, cache salt): every run an ablation-like analysis records.
+Plan = Mapping[str, tuple[Side, str]]
+
+
+def noise_runs(baseline: Side, candidate: Side) -> dict[str, tuple[Side, str]]:
+    """Each side recorded twice: changes applied to the baseline are judged against the baseline's own
+    run-to-run noise, reverted ones against the candidate's (another setup, e.g. workers or checkpointing,
+    may have other noise); never blame a change for noise its counterpart shows by itself."""
+    return {"baseline": (baseline, ""), "candidate": (candidate, ""), "baseline-repeat": (baseline, "repeat"),
+            "candidate-repeat": (candidate, "repeat")}
+
+
+def record_plan(plan: Plan, *, root: Path, runs_dir: Path, steps: int | None, device: str, jobs: int, progress: bool,
+                desc: str = "parity ablate", keep_going: bool = False) -> tuple[dict[str, Trace], dict[str, str]]:
+    """Record every run of `plan` under `root/<label>` (in parallel, cached) and load each one's trace.
+
+    Returns (traces, failures). A run that fails raises (exit 2) unless `keep_going`: its error then lands in
+    `failures` under its label and the other runs go on."""
+    cache = Path(runs_dir) / ".cache"
+
+    def run(label: str) -> tuple[str, Trace | None, str | None]:
+        side, salt = plan[label]
+        try:
+            record_side(side, root / label, steps=side.budget(device, steps), device=device, cache_dir=cache, salt=salt,
+                        label=label)
+        except BaselineError as exc:
+            if not keep_going:
+                raise
+            return label, None, " ".join(str(exc).split())
+        return label, load_run(root / label).primary, None
+
+    traces: dict[str, Trace] = {}
+    failures: dict[str, str] = {}
+    bar = _progress(len(plan), progress, desc)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for label, trace, error in (f.result() for f in concurrent.futures.as_completed([pool.submit(run, k) for k in plan])):
+            if trace is not None:
+                traces[label] = trace
+            else:
+                failures[label] = error or "failed"
+            bar.update(1)
+    bar.close()
+    return traces, failures
+
+
+def loss_effect(finals: Mapping[str, float | None], reference: str, run: str) -> float | None:
+    """Relative change of final loss from `reference` to `run` (None where either has no loss)."""
+    if finals.get(reference) is None or finals.get(run) is None:
+        return None
+    return (finals[run] - finals[reference]) / abs(finals[reference] or 1)
+
+
+def noise_floor(finals: Mapping[str, float | None], run: str, repeat: str) -> float | None:
+    """A side's own run-to-run spread of final loss (relative), from its two recordings."""
+    if finals.get(run) is None or finals.get(repeat) is None:
+        return None
+    return rel_diff(finals[run], finals[repeat])
+
+
 def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str = "cpu", jobs: int = 2,
            progress: bool = True) -> AblationResult:
     """Record every run the ablation needs (in parallel, cached) and compare each with its counterpart."""
     toggles, metrics = load_toggles(pair)
     baseline, candidate = pair.sides()
     root = Path(runs_dir) / pair.name / "ablate"
-    cache = Path(runs_dir) / ".cache"
-    # Each side recorded twice: the applied changes are judged against the baseline's own run-to-run noise,
-    # the reverted ones against the candidate's (another setup, e.g. workers or checkpointing, may have
-    # other noise); never blame a change for noise its counterpart shows by itself.
-    plan: dict[str, tuple[Side, str]] = {"baseline": (baseline, ""), "candidate": (candidate, ""),
-                                         "baseline-repeat": (baseline, "repeat"),
-                                         "candidate-repeat": (candidate, "repeat")}
+    plan = noise_runs(baseline, candidate)
     for t in toggles:
         plan[f"apply-{t.name}"] = (_with_args(baseline, t.candidate, f"baseline + {t.name}"), "")
         plan[f"revert-{t.name}"] = (_with_args(candidate, t.baseline, f"candidate - {t.name}"), "")
-
-    def run(label: str) -> tuple[str, Trace]:
-        side, salt = plan[label]
-        record_side(side, root / label, steps=side.budget(device, steps), device=device, cache_dir=cache, salt=salt, label=label)
-        return label, load_run(root / label).primary
-
-    traces: dict[str, Trace] = {}
-    bar = _progress(len(plan), progress)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for label, trace in (f.result() for f in concurrent.futures.as_completed([pool.submit(run, k) for k in plan])):
-            traces[label] = trace
-            bar.update(1)
-    bar.close()
+    traces, _ = record_plan(plan, root=root, runs_dir=Path(runs_dir), steps=steps, device=device, jobs=jobs,
+                            progress=progress)
     ignore = pair.ignore_args
     finals = {k: final_loss(v) for k, v in traces.items()}
-    noise = None
-    if finals["baseline"] is not None and finals["baseline-repeat"] is not None:
-        noise = rel_diff(finals["baseline"], finals["baseline-repeat"])
     run_metrics = {k: read_metrics(metrics, root / k) for k in plan} if metrics else {}
     results = []
     for t in toggles:
@@ -113,11 +152,10 @@ def ablate(pair: Pair, *, runs_dir: Path, steps: int | None = None, device: str 
         applied = compare_traces(traces["baseline"], traces[a], baseline_repeat=traces["baseline-repeat"], ignore_args=ignore)
         reverted = compare_traces(traces["candidate"], traces[r], baseline_repeat=traces["candidate-repeat"],
                                   ignore_args=ignore)
-        effect = lambda x, y: None if finals[x] is None or finals[y] is None else (finals[y] - finals[x]) / abs(finals[x] or 1)
-        results.append(ToggleResult(t, applied, reverted, effect("baseline", a), effect(r, "candidate"),
+        results.append(ToggleResult(t, applied, reverted, loss_effect(finals, "baseline", a), loss_effect(finals, r, "candidate"),
                                     {k: run_metrics[k] for k in (a, r)} if run_metrics else {}, stability(traces[a])))
     base = compare_traces(traces["baseline"], traces["candidate"], baseline_repeat=traces["baseline-repeat"], ignore_args=ignore)
-    return AblationResult(pair, base, noise, results, finals, run_metrics,
+    return AblationResult(pair, base, noise_floor(finals, "baseline", "baseline-repeat"), results, finals, run_metrics,
                           {k: stability(traces[k]) for k in ("baseline", "candidate")})
 
 
@@ -129,9 +167,9 @@ class _NoBar:
         pass
 
 
-def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, enabled: bool, desc: str):  # type: ignore[no-untyped-def]
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="parity ablate", unit="run", file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
