@@ -18,6 +18,12 @@ ENV_SEED = "PARITY_SEED"
 ENV_DETERMINISTIC = "PARITY_DETERMINISTIC"
 # $set_env.py: PARITY_SKIP_LOADS -- comma list of state kinds whose load_state_dict/RNG restore is skipped.
 ENV_SKIP_LOADS = "PARITY_SKIP_LOADS"
+# $set_env.py: PARITY_DEEP_STEP -- step whose modules and ATen ops deep capture records (unset: no deep capture).
+ENV_DEEP_STEP = "PARITY_DEEP_STEP"
+# $set_env.py: PARITY_DEEP_EXIT -- "1": the process exits as soon as the deep-captured step is written.
+ENV_DEEP_EXIT = "PARITY_DEEP_EXIT"
+# $set_env.py: PARITY_STRICT_DETERMINISTIC -- "1": torch.use_deterministic_algorithms(True) without warn-only.
+ENV_STRICT_DETERMINISTIC = "PARITY_STRICT_DETERMINISTIC"
 
 
 #: Environment variables that can change numerics, placement or seeding (here, not in metadata, which

@@ -22,7 +22,7 @@ import time
 import traceback
 import warnings
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -150,6 +150,8 @@ class Recorder:
         self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
         # A closed step whose device values are still being copied: (record, transfer).
         self._in_flight: tuple[dict[str, Any], digest.Transfer] | None = None
+        # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
+        self.update_listeners: list[Callable[[int, list[torch.Tensor], list[str]], None]] = []
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -448,6 +450,11 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
+        if self.update_listeners:
+            params = _optimizer_params(optimizer)
+            names = self._sum_names(params)
+            for listener in self.update_listeners:
+                listener(record["step"], params, names)
 
 
 def _without_device_values(record: dict[str, Any]) -> dict[str, Any]:

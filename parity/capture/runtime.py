@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from parity.capture import config as cfg
 from parity.capture import digest, metadata, seeding
@@ -24,6 +24,8 @@ class Capture:
     def __init__(self, recorder: Recorder, patches: TorchPatches) -> None:
         self.recorder = recorder
         self.patches = patches
+        self.deep: Any = None
+        """The deep capture (parity.capture.deep) when PARITY_DEEP_STEP asks for one."""
 
     def stop(self, exc: BaseException | None = None, *, interrupted: bool = False) -> None:
         global _active
@@ -31,6 +33,8 @@ class Capture:
             status = schema.END_INTERRUPTED
         else:
             status = schema.END_OK if exc is None else schema.END_EXCEPTION
+        if self.deep is not None:
+            self.deep.close()
         self.recorder.meta("numerics_at_end", metadata.numerics_flags())
         self.recorder.close(status, describe_exception(exc))
         self.patches.uninstall()
@@ -87,8 +91,15 @@ def start_from_environment() -> None:
         return
     seed = os.environ.get(cfg.ENV_SEED)
     skip = frozenset(k for k in os.environ.get(cfg.ENV_SKIP_LOADS, "").split(",") if k)
+    strict = os.environ.get(cfg.ENV_STRICT_DETERMINISTIC) == "1"
     capture = start_capture(directory, cfg.CaptureConfig.from_env(), seed=int(seed) if seed else None,
-                            deterministic=os.environ.get(cfg.ENV_DETERMINISTIC) == "1", skip_loads=skip)
+                            deterministic=os.environ.get(cfg.ENV_DETERMINISTIC) == "1" or strict, skip_loads=skip)
+    if strict:
+        seeding.enable_strict_deterministic()
+    if os.environ.get(cfg.ENV_DEEP_STEP):
+        from parity.capture import deep
+
+        capture.deep = deep.from_environment(capture.recorder)
     failure: list[BaseException] = []
     signals = _turn_signals_into_exits()
     previous_hook = sys.excepthook

@@ -34,3 +34,9 @@ def enable_deterministic(on_nondeterministic_op: Callable[[str], None]) -> None:
         return original(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
+
+
+def enable_strict_deterministic() -> None:
+    """Deterministic kernels or an error: an op without a deterministic implementation raises, naming itself."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
