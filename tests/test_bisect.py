@@ -7,10 +7,12 @@ import json
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import REPO
+from parity.explain.bisect import AMBIGUOUS, BAD, FOUND, GOOD, SKIP, BisectResult, TestedCommit, _search
 from test_sides import GIT_ENV
 
 TRAINER = """\
@@ -115,30 +117,23 @@ def test_finds_the_planted_commit_and_skips_the_broken_one(repo):
     assert _git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert len(_git(repo, "worktree", "list").strip().splitlines()) == 1
 
-    again = _bisect(repo, "--good", "good", "--bad", "HEAD", "--format", "json")
+    # A second bisect (markdown this time) records nothing: every run, and the skip, come from the cache.
+    again = _bisect(repo, "--good", "good", "--bad", "HEAD")
     assert again.returncode == 1, again.stderr
-    second = json.loads(again.stdout)
-    assert second["runs_recorded"] == 0 and second["runs_reused"] == data["runs_recorded"]
-    assert second["first_bad"]["sha"] == planted
-
-
-def test_markdown_names_commit_divergence_skips_and_reproduce(repo):
-    proc = _bisect(repo, "--good", "good", "--bad", "HEAD")
-    assert proc.returncode == 1, proc.stderr
-    text = proc.stdout
-    planted = _sha(repo, f"HEAD~{COMMITS - PLANTED}")[:12]
-    assert f"**First bad commit:** `{planted}` numerics: scale the output by 0.5000001" in text
-    assert "**First divergence it causes:** step 0" in text
+    text, short = again.stdout, planted[:12]
+    assert f"Runs recorded: 0; reused from the cache: {data['runs_recorded']}" in text
+    assert f"**First bad commit:** `{short}` numerics: scale the output by 0.5000001" in text
+    assert "**First divergence it causes:** step 0" in text and f"git show {short}" in text
     for heading in ("## Commits tested", "## Skipped", "## Reproduce"):
         assert heading in text
-    assert f"git show {planted}" in text
 
 
-def test_bad_revision_that_trains_like_the_good_one_is_exit_0(repo):
-    proc = _bisect(repo, "--good", "good", "--bad", f"HEAD~{COMMITS - PLANTED + 1}", "--format", "json")
+@pytest.mark.parametrize("good, bad, tested", [("good", f"HEAD~{COMMITS - PLANTED + 1}", 1), ("HEAD", "HEAD", 0)])
+def test_bad_revision_that_trains_like_the_good_one_is_exit_0(repo, good, bad, tested):
+    proc = _bisect(repo, "--good", good, "--bad", bad, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["status"] == "matches" and data["first_bad"] is None and len(data["tested"]) == 1
+    assert data["status"] == "matches" and data["first_bad"] is None and len(data["tested"]) == tested
     assert "nothing to bisect" in proc.stderr
 
 
@@ -154,3 +149,42 @@ def test_bad_input_is_exit_2_in_one_line(repo, args, message):
     # One error line (progress lines may come before it, once revisions are being recorded).
     errors = [line for line in proc.stderr.splitlines() if line.startswith("parity: error:")]
     assert len(errors) == 1 and message in errors[0] and errors[0] == proc.stderr.strip().splitlines()[-1], proc.stderr
+
+
+class _Verdicts:
+    """Stands in for the recording side of a bisection: each commit's verdict is given, nothing runs."""
+
+    which = "candidate"
+
+    def __init__(self, verdicts):
+        self.verdicts, self.probed = verdicts, []
+        self.repo = SimpleNamespace(commit=lambda sha: SimpleNamespace(message=f"message of {sha}"))
+
+    def say(self, message):
+        pass
+
+    def test(self, sha):
+        self.probed.append(sha)
+        return TestedCommit(sha, f"subject {sha}", self.verdicts[sha])
+
+
+def _search_over(verdicts):
+    commits = list(verdicts)
+    result = BisectResult("p", "candidate", "good", "g" * 40, "bad", commits[-1], "matches", len(commits))
+    work = _Verdicts(verdicts)
+    _search(work, commits, result, "bad")
+    return result, work
+
+
+def test_search_is_logarithmic():
+    commits = [f"c{i:04d}" for i in range(1000)]
+    result, work = _search_over({c: GOOD if i < 617 else BAD for i, c in enumerate(commits)})
+    assert result.status == FOUND and result.first_bad.sha == "c0617" and result.last_good == "c0616"
+    assert len(work.probed) <= math.ceil(math.log2(1000)) + 1
+
+
+def test_skipped_commits_before_the_first_bad_one_make_it_ambiguous():
+    verdicts = {f"c{i}": GOOD if i < 5 else SKIP if i in (5, 6) else BAD for i in range(12)}
+    result, _ = _search_over(verdicts)
+    assert result.status == AMBIGUOUS and result.first_bad.sha == "c7" and result.candidates == ["c5", "c6"]
+    assert result.last_good == "c4" and [t.sha for t in result.skipped] == ["c5", "c6"]
