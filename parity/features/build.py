@@ -50,6 +50,11 @@ def _cwd(run_dir: Path, trace: Trace) -> Path:
     return Path((load_provenance(run_dir) or {}).get("cwd") or TraceMeta.of(trace).run.get("cwd") or ".")
 
 
+def _recorded_out(run_dir: Path) -> Path | None:
+    out = (load_provenance(run_dir) or {}).get("out")
+    return Path(out).resolve() if out else None
+
+
 def _run_dirs(run_dir: Path) -> tuple[str, ...]:
     """Every spelling of the run directory its argparse values may hold (recorded, resolved, cached)."""
     out = (load_provenance(run_dir) or {}).get("out")
@@ -102,8 +107,7 @@ def build_matrix(a_spec: str | Path, b_spec: str | Path, *, labels: Sequence[str
     CLI has --test (outside capture) and report its exit code and peak RSS."""
     (dir_a, a), (dir_b, b) = read_side(a_spec), read_side(b_spec)
     comparison = compare_traces(a, b)
-    arts = (collect_artifacts(dir_a, TraceMeta.of(a).argparse, _cwd(dir_a, a)),
-            collect_artifacts(dir_b, TraceMeta.of(b).argparse, _cwd(dir_b, b)))
+    arts = tuple(collect_artifacts(d, TraceMeta.of(t).argparse, _cwd(d, t), _recorded_out(d)) for d, t in ((dir_a, a), (dir_b, b)))
     _complete_checkpoint_sets(arts)
     test_runs = tuple(checklist.run_test_mode(d, test_timeout)
                       if test_mode and checklist.TEST_FLAG in TraceMeta.of(t).argparse else None

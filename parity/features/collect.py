@@ -115,18 +115,28 @@ def _path_value(value: Any) -> str | None:
     return match.group(1) if match else value
 
 
-def output_roots(run_dir: Path, argparse_values: dict[str, Any], cwd: Path) -> list[tuple[str, Path]]:
+def _moved(folder: Path, recorded_out: Path | None, run_dir: Path) -> Path:
+    """`folder` under the run directory where the run was recorded elsewhere (a copy, parity's run cache)."""
+    if recorded_out is not None and recorded_out != run_dir and (folder == recorded_out or recorded_out in folder.parents):
+        return run_dir / folder.relative_to(recorded_out)
+    return folder
+
+
+def output_roots(run_dir: Path, argparse_values: dict[str, Any], cwd: Path,
+                 recorded_out: Path | None = None) -> list[tuple[str, Path]]:
     """(label, folder) to search: folders the trainer's output options name, then the run directory.
 
-    An option naming the project itself or a folder above the run (`--output-dir .`) is left out: the
-    run directory is searched anyway, and the rest of the project is not the run's output."""
+    `recorded_out` is the directory the run was recorded into (run.json `out`): options pointing inside
+    it are read inside `run_dir`. An option naming the project itself or a folder above the run
+    (`--output-dir .`) is left out: the run directory is searched anyway, and the rest of the project
+    is not the run's output."""
     roots: list[tuple[str, Path]] = []
     run_dir = run_dir.resolve()
     for name, value in sorted(argparse_values.items()):
         text = _path_value(value)
         if text is None or not _OUTPUT_OPTION.search(name):
             continue
-        folder = (cwd / text).resolve()
+        folder = _moved((cwd / text).resolve(), recorded_out, run_dir)
         if not folder.is_dir() or folder in run_dir.parents or (folder / "pyproject.toml").exists() \
                 or (folder / ".git").exists() or any(folder == r for _, r in roots):
             continue
@@ -254,9 +264,10 @@ def mark_incomplete_sets(groups: Iterable[ArtifactGroup], expected: set[str]) ->
                 artifact.problem = f"incomplete: missing {', '.join(Path(artifact.path).name + m for m in missing)}"
 
 
-def collect_artifacts(run_dir: Path, argparse_values: dict[str, Any], cwd: Path) -> RunArtifacts:
+def collect_artifacts(run_dir: Path, argparse_values: dict[str, Any], cwd: Path,
+                      recorded_out: Path | None = None) -> RunArtifacts:
     """Every file the run wrote, read and grouped by pattern; broken files carry their problem."""
-    roots = output_roots(run_dir, argparse_values, cwd)
+    roots = output_roots(run_dir, argparse_values, cwd, recorded_out)
     files, truncated = _walk(roots)
     groups: dict[str, ArtifactGroup] = {}
     checkpoints = []
