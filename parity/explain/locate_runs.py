@@ -1,0 +1,243 @@
+"""`parity locate` orchestration: find the first divergent step, re-run both sides with deep capture of
+that step, walk the captures, and re-run under trial settings to see whether the divergence goes away.
+
+Every run goes through sides.record_side (setup commands, failures as exit 2, logs); the walk itself is
+parity.explain.locate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from parity.capture import config as cfg
+from parity.capture.launch import load_provenance
+from parity.exceptions import BaselineError, ConfigError
+from parity.explain.locate import DeepPair, locate_files
+from parity.pairs import Pair, Side
+from parity.sides import record_side
+from parity.trace import deep as ds
+
+#: The ladder `--try-settings` climbs: each setting alone, both sides re-run in full under it.
+TRY_SETTINGS = (("strict deterministic (torch.use_deterministic_algorithms(True), no warn-only)", {}, True),
+                ("CUBLAS_WORKSPACE_CONFIG=:4096:8", {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}, False),
+                ("NVIDIA_TF32_OVERRIDE=0 (no TF32 anywhere)", {"NVIDIA_TF32_OVERRIDE": "0"}, False))
+
+# Outcomes of a trial (`SettingTrial.outcome`).
+GONE = "divergence gone"
+REMAINS = "divergence remains"
+FAILS = "run fails"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A variation both sides are re-run under: extra environment, and/or strict deterministic algorithms."""
+
+    label: str
+    env: Mapping[str, str]
+    strict: bool = False
+
+    def apply(self, side: Side) -> Side:
+        extra = {cfg.ENV_STRICT_DETERMINISTIC: "1"} if self.strict else {}
+        return dataclasses.replace(side, env={**side.env, **self.env, **extra})
+
+
+def requested_settings(env: Sequence[str], strict: bool, try_settings: bool) -> list[Setting]:
+    """`--env K=V ...` and `--strict-deterministic` as one setting, then the `--try-settings` ladder."""
+    pairs = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env {item!r}: write KEY=VALUE, e.g. --env CUBLAS_WORKSPACE_CONFIG=:4096:8")
+        pairs[key] = value
+    settings = []
+    if pairs or strict:
+        parts = [f"{k}={v}" for k, v in pairs.items()] + (["strict deterministic"] if strict else [])
+        settings.append(Setting(", ".join(parts), pairs, strict))
+    if try_settings:
+        settings += [Setting(label, values, strict_) for label, values, strict_ in TRY_SETTINGS]
+    return settings
+
+
+@dataclass(frozen=True)
+class SettingTrial:
+    """Both sides re-run in full under one setting, and what became of the divergence."""
+
+    setting: Setting
+    outcome: str
+    step: int | None = None
+    channel: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"setting": self.setting.label, "env": dict(self.setting.env), "strict_deterministic": self.setting.strict,
+                "outcome": self.outcome, "step": self.step, "channel": self.channel, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """What `parity locate` found; never printed here (parity.report.locate_report renders it)."""
+
+    labels: tuple[str, str]
+    runs: tuple[Path, Path]
+    """The two recorded runs whose comparison chose the step."""
+    first_divergence: dict | None
+    step: int | None
+    """The deep-captured step (None: nothing diverged and no --step was given)."""
+    step_source: str
+    deep: DeepPair | None
+    trials: tuple[SettingTrial, ...]
+    device: str
+    """The device the baseline ran on, as its trace names it ("cpu", "NVIDIA H200")."""
+    commands: tuple[str, ...]
+
+    @property
+    def located(self) -> bool:
+        return self.deep is not None and self.deep.location is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": "LOCATED" if self.located else "NO_DIFFERING_OP", "labels": list(self.labels),
+                "runs": [str(p) for p in self.runs], "first_divergence": self.first_divergence, "step": self.step,
+                "step_source": self.step_source, "device": self.device,
+                "deep": None if self.deep is None else self.deep.to_json(),
+                "trials": [t.to_json() for t in self.trials], "reproduce": list(self.commands)}
+
+
+def _as_template(parts: Sequence[str], out: str | None) -> tuple[str, ...]:
+    """A recorded command as a side template: braces escaped, the old run directory as {out}."""
+    escaped = [p.replace("{", "{{").replace("}", "}}") for p in parts]
+    return tuple(p.replace(out, "{out}") if out else p for p in escaped)
+
+
+def side_from_run(run_dir: str | Path, label: str) -> tuple[Side, tuple[str, ...]]:
+    """The side that re-runs a recorded run as it was recorded (its run.json), and its skipped loads."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a run directory (record one with `parity record --out DIR -- ...`)")
+    provenance = load_provenance(run_dir)
+    if not provenance or not provenance.get("command"):
+        raise ConfigError(f"{run_dir}: no run.json with the command that recorded it; locate re-runs recorded "
+                          "commands, so record with `parity record` or give --pair NAME")
+    out = provenance.get("out")
+    setup = (provenance.get("setup") or {}).get("command", ())
+    env = {**provenance.get("inherited_env", {}), **provenance.get("env", {})}
+    side = Side(name=label, command=_as_template(provenance["command"], out), cwd=Path(provenance.get("cwd", ".")),
+                env=env, seed=provenance.get("seed"), deterministic=bool(provenance.get("deterministic")),
+                setup=_as_template(setup, out))
+    return side, tuple(provenance.get("skip_loads", ()))
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """The two commands to re-run, how, and the first comparison's runs."""
+
+    baseline: Side
+    candidate: Side
+    labels: tuple[str, str]
+    runs: tuple[Path, Path]
+    steps: int
+    skip_loads: tuple[tuple[str, ...], tuple[str, ...]]
+    ignore_args: frozenset[str]
+
+
+def _prepare(pair: Pair | None, baseline: str | None, candidate: str | None, repeat: bool, steps: int | None,
+             device: str, root: Path, runs_dir: Path) -> _Sides:
+    from parity import session
+
+    if pair is not None:
+        base, cand = pair.sides()
+        runs = session.run_pair(pair, steps=steps, device=device, runs_dir=runs_dir, repeat=repeat)
+        second = runs.baseline_repeat if repeat else runs.candidate
+        labels = ("baseline", "baseline (repeat)" if repeat else "candidate")
+        return _Sides(base, base if repeat else cand, labels, (runs.baseline, second), base.budget(device, steps),
+                      ((), ()), pair.ignore_args)
+    if baseline is None or (candidate is None and not repeat):
+        raise ConfigError("give two run directories (BASELINE CANDIDATE), one with --repeat, or --pair NAME")
+    base, base_skip = side_from_run(baseline, "baseline")
+    if repeat:
+        second = root / "baseline-repeat"
+        record_side(base, second, steps=0, device=device, skip_loads=base_skip, label="baseline (repeat)")
+        return _Sides(base, base, ("baseline", "baseline (repeat)"), (Path(baseline), second), 0,
+                      (base_skip, base_skip), frozenset())
+    cand, cand_skip = side_from_run(candidate, "candidate")
+    return _Sides(base, cand, ("baseline", "candidate"), (Path(baseline), Path(candidate)), 0, (base_skip, cand_skip),
+                  frozenset())
+
+
+def _deep_runs(sides: _Sides, step: int, device: str, root: Path) -> tuple[Path, Path]:
+    """Re-run both sides with deep capture of `step`; each process exits once that step is written."""
+    env = {cfg.ENV_DEEP_STEP: str(step), cfg.ENV_DEEP_EXIT: "1"}
+    outs = []
+    for side, label, skip, name in ((sides.baseline, sides.labels[0], sides.skip_loads[0], "deep-baseline"),
+                                    (sides.candidate, sides.labels[1], sides.skip_loads[1], "deep-candidate")):
+        out = root / name
+        record_side(dataclasses.replace(side, env={**side.env, **env}), out, steps=sides.steps, device=device,
+                    skip_loads=skip, label=f"{label} with deep capture of step {step}")
+        deep_file = out / ds.DEEP_FILE_PATTERN.format(rank=0)
+        if not deep_file.is_file():
+            raise BaselineError(f"{label}: the re-run finished without reaching step {step} (no {deep_file.name}); "
+                                f"output in {out / 'output.log'}")
+        outs.append(deep_file)
+    return outs[0], outs[1]
+
+
+def _trial(sides: _Sides, setting: Setting, index: int, device: str, root: Path) -> SettingTrial:
+    from parity import session
+
+    outs = (root / f"trial-{index}" / "baseline", root / f"trial-{index}" / "candidate")
+    try:
+        for side, label, skip, out in zip((sides.baseline, sides.candidate), sides.labels, sides.skip_loads, outs):
+            record_side(setting.apply(side), out, steps=sides.steps, device=device, skip_loads=skip,
+                        label=f"{label} under {setting.label}")
+    except BaselineError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line]
+        return SettingTrial(setting, FAILS, detail=(errors or lines)[-1][:500])
+    comparison = session.compare(outs[0], outs[1], ignore_args=sides.ignore_args)
+    found = comparison.first_divergence
+    if found is None:
+        return SettingTrial(setting, GONE, detail=f"verdict {comparison.verdict}")
+    return SettingTrial(setting, REMAINS, found.get("step"), found.get("channel"), found.get("diagnosis", ""))
+
+
+def _steps_and_device(run: Path) -> tuple[int, str]:
+    from parity.trace.reader import load_run
+
+    trace = load_run(run).primary
+    return len(trace.steps), str(trace.header.get("meta", {}).get("device") or "cpu")
+
+
+def locate(pair: Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,
+           repeat: bool = False, step: int | None = None, steps: int | None = None, device: str = "cpu",
+           runs_dir: str | Path = "runs", settings: Sequence[Setting] = (),
+           invocation: Sequence[str] | None = None) -> LocateResult:
+    """Find the step (first divergence, or `step`), deep-capture it on both sides, walk, and try `settings`."""
+    from parity import session
+    from parity.report.reproduce import reproduce_block
+
+    runs_dir = Path(runs_dir)
+    root = runs_dir / (pair.name if pair else "adhoc") / "locate"
+    sides = _prepare(pair, baseline, candidate, repeat, steps, device, root, runs_dir)
+    comparison = session.compare(sides.runs[0], sides.runs[1], ignore_args=sides.ignore_args)
+    first = comparison.first_divergence
+    available, device_name = _steps_and_device(sides.runs[0])
+    if step is not None and step >= available:
+        raise ConfigError(f"--step {step}: {sides.runs[0]} recorded {available} steps (0..{available - 1})")
+    chosen, source = (step, "--step") if step is not None else ((first or {}).get("step"), "first divergence")
+    if chosen is None:
+        return LocateResult(sides.labels, sides.runs, first, None, "no divergence", None, (), device_name,
+                            tuple(reproduce_block([], invocation)))
+    deep_files = _deep_runs(sides, chosen, device, root)
+    try:
+        found = locate_files(*deep_files)
+    except ds.DeepFileError as exc:
+        raise BaselineError(str(exc)) from None
+    trials = tuple(_trial(sides, s, i, device, root) for i, s in enumerate(settings))
+    commands = reproduce_block([f.parent for f in deep_files], invocation, records_runs=True, cuda=device == "cuda")
+    return LocateResult(sides.labels, sides.runs, first, chosen, source, found, trials, device_name, tuple(commands))
+
+
+__all__ = ["FAILS", "GONE", "LocateResult", "REMAINS", "Setting", "SettingTrial", "TRY_SETTINGS", "locate",
+           "requested_settings", "side_from_run"]
