@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -62,7 +63,10 @@ class VisualizationManager:
         figure.suptitle(f"Training progress, step {step + 1}")
         path = self.directory / STEP_TEMPLATE.format(step=step + 1)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
-        figure.savefig(tmp, dpi=self.dpi)
+        with warnings.catch_warnings():
+            # Decoded predictions can hold characters the bundled font lacks; a box in the table is fine.
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+            figure.savefig(tmp, dpi=self.dpi)
         plt.close(figure)
         os.replace(tmp, path)
         latest_tmp = self.directory / f".{LATEST}.{os.getpid()}"
