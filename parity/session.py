@@ -384,9 +384,11 @@ def bisect(pair: str | Path | Pair, *, good: str, bad: str, side: str = "candida
 def features(a: str | Path | None = None, b: str | Path | None = None, *, pair: str | Path | Pair | None = None,
              steps: int | None = None, device: str = "cpu", runs_dir: str | Path = "runs", test_mode: bool = True,
              test_timeout: float = 300.0, resume: bool = True, throughput: str | Path | None = None,
-             invocation: Sequence[str] | None = None):
+             same_stream_pair: str | Path | Pair | None = None, invocation: Sequence[str] | None = None):
     """The feature matrix of two runs (parity.features): recorded run directories `a` and `b`, or both sides of
-    `pair` recorded as `report` records them, plus the pair's [resume] protocol where it declares one."""
+    `pair` recorded as `report` records them, plus the pair's [resume] protocol where it declares one.
+    `same_stream_pair`: a pair of the same trainers fed one token stream, recorded too; its numerics are
+    added to the matrix (the question whether the trainers train alike on the same tokens)."""
     from parity.features.build import build_matrix, read_throughput, side_label
     from parity.report.reproduce import reproduce_block
 
@@ -404,12 +406,34 @@ def features(a: str | Path | None = None, b: str | Path | None = None, *, pair: 
             resume_result = "skipped (--no-resume)"
     if a is None or b is None:
         raise ConfigError("give two run directories (A B) or --pair NAME")
-    commands = reproduce_block([a, b], invocation, records_runs=pair is not None)
+    same_stream = None
+    if same_stream_pair is not None:
+        stream = load(same_stream_pair)
+        stream_runs = run_pair(stream, steps=steps, device=device, runs_dir=runs_dir, repeat=False)
+        same_stream = (stream.name, stream_runs.baseline, stream_runs.candidate)
+    commands = reproduce_block([a, b, *(same_stream[1:] if same_stream else ())], invocation,
+                               records_runs=pair is not None or same_stream is not None,
+                               cuda=device == "cuda")
+    if throughput is not None:
+        commands.insert(-1, f"# {throughput}: the JSON the throughput benchmark wrote (its own Reproduce line "
+                            "is printed with its table)")
     labels = None
     if pair is not None:
         labels = tuple(f"{name}: {side_label(Path(d), load_run(d).primary)}" for name, d in (("baseline", a), ("candidate", b)))
     return build_matrix(a, b, labels=labels, test_mode=test_mode, test_timeout=test_timeout, resume=resume_result,
-                        resume_sides=sides, throughput=bench, reproduce=commands)
+                        resume_sides=sides, throughput=bench, same_stream=same_stream, reproduce=commands)
+
+
+def attribute(pair: str | Path | Pair | None = None, *, baseline: str | Path | None = None,
+              candidate: str | Path | None = None, runs_dir: str | Path = "runs", steps: int | None = None,
+              device: str = "cpu", jobs: int = 2, progress: bool = True):
+    """Each setting that differs between the sides set back alone on the candidate, then all together, from the
+    recorded option tables (no [[toggle]] tables; parity.explain.attribute). Give a pair, or two run directories."""
+    from parity.explain.attribute import attribute as run_attribution
+
+    return run_attribution(load(pair) if pair is not None else None, baseline_dir=Path(baseline) if baseline else None,
+                           candidate_dir=Path(candidate) if candidate else None, runs_dir=Path(runs_dir), steps=steps,
+                           device=device, jobs=jobs, progress=progress)
 
 
 def locate(pair: str | Path | Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,

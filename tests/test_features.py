@@ -46,6 +46,7 @@ def _png(width: int = 4, height: int = 3) -> bytes:
 
 def _metrics(n: int = 3, **extra: object) -> dict:
     return {"schema": "lm-metrics/1", "metrics": [{"step": i, "loss": 2.0 - i / 10, "tokens_per_second": 100.0 + i,
+                                                   "tokens": 62 + i,
                                                    **extra} for i in range(n)]}
 
 
@@ -145,7 +146,8 @@ def test_same_run_twice_is_identical_with_every_section(runs):
     assert rows["checkpoint set `lm/checkpoints/checkpoint_step_N.bin`"].a.startswith("2 sets (numbered 2, 4): "
                                                                                        ".bin + .decoder + .embeddings")
     assert rows["metric `loss`"].status == IDENTICAL
-    assert rows["throughput (tokens/s)"].a.startswith("101.0 (tokens_per_second, median)")
+    assert rows["throughput logged (tokens/s)"].a.startswith("101.0 (tokens_per_second, median)")
+    assert rows["tokens per step (logged)"].a == "62-64, median 63 (`tokens`)"
     assert rows["--ckpt-dir"].a == "\"PosixPath('{out}/ckpt')\""  # the run's own folder, written {out}
     assert rows["JSON export `lm/training_viz/metrics_history.json` against A's schema"].status == IDENTICAL
     assert rows["loss per step (exact bits)"].status == IDENTICAL
@@ -215,8 +217,11 @@ def test_pair_mode_records_resumes_and_reproduces(runs, monkeypatch):
     split = SimpleNamespace(at=2, exact=False, first_divergent_step=3, channel="params")
     monkeypatch.setattr(session, "resume_check", lambda pair, **k: SimpleNamespace(
         exact=False, splits=[split], double=[], protocol=pair.resume))
-    matrix = session.features(pair=str(pair_file), test_mode=False, invocation=["features", "--pair", str(pair_file)])
-    row = _rows(matrix)["checkpoint loading (resume-check)"]
+    matrix = session.features(pair=str(pair_file), test_mode=False, same_stream_pair=str(pair_file),
+                              invocation=["features", "--pair", str(pair_file)])
+    rows = _rows(matrix)
+    assert rows["loss per step (exact bits) [p]"].status == IDENTICAL and matrix.numerics["same_stream"]["pair"] == "p"
+    row = rows["checkpoint loading (resume-check)"]
     assert (row.status, row.a, row.b) == (ONLY_A, "NOT exact (splits 2: differs from step 3 (params))", "not declared")
     assert matrix.labels[0].startswith("baseline: ") and matrix.reproduce[-1].startswith("parity features --pair")
 

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from parity.features.collect import CHART, CHECKPOINT, JSON_FILE, MAIN_MEMBER, ArtifactGroup, RunArtifacts
-from parity.features.matrix import ABSENT, DIFFERENT, EXPORT, VIZ, Row, presence_status, value_row
+from parity.features.matrix import ABSENT, DATA, DIFFERENT, EXPORT, VIZ, Row, presence_status, value_row
 from parity.features.schema import flatten_schema, schema_differences, summarize_problems
 
 #: A metrics file: its name says so, or it is JSON lines.
 _METRICS_FILE = re.compile(r"metric|history|log", re.IGNORECASE)
 #: A logged metric that is a speed in tokens per second.
-THROUGHPUT_KEY = re.compile(r"throughput|tokens?_per_s(ec(ond)?)?$|tok(en)?s?_?/?_?s$", re.IGNORECASE)
+THROUGHPUT_KEY = re.compile(r"throughput|tokens?_per_s(ec(ond)?)?$|^tok_?s$|tokens?/s$", re.IGNORECASE)
+#: A logged metric that counts the tokens (targets) of one step.
+TOKENS_KEY = re.compile(r"^(n_|num_)?tokens(_per_step|_this_step)?$", re.IGNORECASE)
 _SHOWN_NUMBERS = 6
 
 
@@ -157,10 +159,34 @@ def _metric_cell(entry: tuple[str, list[Any]] | None) -> str | None:
     return f"{'/'.join(kinds)} ({len(values)} records)"
 
 
-def throughput_of(run: RunArtifacts) -> tuple[str, float] | None:
-    """(metric key, median value) of a logged throughput metric, or None."""
+def logged_numbers(run: RunArtifacts, key_pattern: re.Pattern) -> tuple[str, list[float]] | None:
+    """(metric key, its numeric values) of the first logged metric whose key matches, or None."""
     for key, (_, values) in sorted(logged_metrics(run).items()):
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if THROUGHPUT_KEY.search(key) and numbers:
-            return key, statistics.median(numbers)
+        if key_pattern.search(key) and numbers:
+            return key, numbers
     return None
+
+
+def throughput_of(run: RunArtifacts) -> tuple[str, float] | None:
+    """(metric key, median value) of a logged throughput metric, or None."""
+    found = logged_numbers(run, THROUGHPUT_KEY)
+    return (found[0], statistics.median(found[1])) if found else None
+
+
+def tokens_per_step_row(a: RunArtifacts, b: RunArtifacts) -> Row:
+    """Tokens per step as the trainers log them (the trace records them only for a DataLoader's integer targets)."""
+    shown, keys = [], []
+    for run in (a, b):
+        found = logged_numbers(run, TOKENS_KEY)
+        if found is None:
+            shown.append(None)
+            keys.append(None)
+            continue
+        values = found[1]
+        spread = f"{min(values):,g}-{max(values):,g}, " if min(values) != max(values) else ""
+        shown.append(f"{spread}median {statistics.median(values):,g} (`{found[0]}`)")
+        keys.append(sorted(values))
+    return value_row(DATA, "tokens per step (logged)", keys[0], keys[1],
+                     "the per-step token count each trainer logs in its metrics file; identical only where every "
+                     "step's count is", shown_a=shown[0], shown_b=shown[1], missing="not logged")

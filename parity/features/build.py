@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from parity.capture.launch import load_provenance
-from parity.checks.compare import compare_traces
+from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
 from parity.features import checklist
-from parity.features.artifact_rows import artifact_rows, metric_rows, throughput_of
+from parity.features.artifact_rows import artifact_rows, metric_rows, throughput_of, tokens_per_step_row
 from parity.features.collect import CHECKPOINT, MAX_FILES, RunArtifacts, collect_artifacts, mark_incomplete_sets
 from parity.features.matrix import CORE, SECTIONS, FeatureMatrix, Row, value_row
 from parity.features.trace_rows import config_rows, core_rows, data_rows, numerics_rows
@@ -71,9 +71,9 @@ def _throughput_row(arts: tuple[RunArtifacts, RunArtifacts], traces: tuple[Trace
     rates = [_steps_per_second(t) for t in traces]
     shown = [f"{f[1]:,.1f} ({f[0]}, median)" if f else None for f in found]
     steps = ", ".join(f"{side} {r:.2f} steps/s" for side, r in zip("AB", rates) if r)
-    return value_row(CORE, "throughput (tokens/s)", found[0] and "logged", found[1] and "logged",
-                     "median of the throughput metric each trainer logs; the sides ran one after the other, so the "
-                     f"speeds are shown, not judged (trace step times: {steps or 'not recorded'})",
+    return value_row(CORE, "throughput logged (tokens/s)", found[0] and "logged", found[1] and "logged",
+                     "median of the throughput metric each trainer logs; the feature is that it is logged: the sides "
+                     f"ran one after the other, so speeds are shown, not judged (trace step times: {steps or 'not recorded'})",
                      shown_a=shown[0], shown_b=shown[1], missing="not logged")
 
 
@@ -96,32 +96,54 @@ def read_throughput(path: str | Path | None) -> Any:
         raise ConfigError(f"--throughput {path}: not a readable JSON file ({exc})") from None
 
 
+def _numerics_summary(comparison: Comparison) -> dict[str, Any]:
+    loss, data = comparison.finding("loss"), comparison.finding("data")
+    return {"verdict": comparison.verdict, "first_divergence": comparison.first_divergence,
+            "data": {"status": data.status, "summary": data.summary, "evidence": data.evidence},
+            "loss": {"status": loss.status, "summary": loss.summary, "evidence": loss.evidence}}
+
+
+def _same_stream(same_stream: tuple[str, Path, Path] | None) -> tuple[list[Row], dict[str, Any] | None]:
+    """Numerics rows (and their summary) of a second pair of runs fed one token stream, named after it."""
+    if same_stream is None:
+        return [], None
+    name, a_spec, b_spec = same_stream
+    (_, a), (_, b) = read_side(a_spec), read_side(b_spec)
+    comparison = compare_traces(a, b)
+    rows = numerics_rows(a, b, comparison)
+    for row in rows:
+        row.feature = f"{row.feature} [{name}]"
+    return rows, {"pair": name, "runs": [str(a_spec), str(b_spec)], **_numerics_summary(comparison)}
+
+
 def build_matrix(a_spec: str | Path, b_spec: str | Path, *, labels: Sequence[str] | None = None,
                  test_mode: bool = True, test_timeout: float = TEST_TIMEOUT, resume: Any = None,
                  resume_sides: tuple[bool, bool] = (False, False), throughput: Any = None,
-                 reproduce: Sequence[str] = ()) -> FeatureMatrix:
+                 same_stream: tuple[str, Path, Path] | None = None, reproduce: Sequence[str] = ()) -> FeatureMatrix:
     """The feature matrix of two recorded runs.
 
     `resume`: a ResumeResult of the pair's [resume] protocol, a reason it was not run, or None;
     `resume_sides` says which side's trainer that protocol runs. `test_mode`: re-run each side whose
-    CLI has --test (outside capture) and report its exit code and peak RSS."""
+    CLI has --test (outside capture) and report its exit code and peak RSS. `same_stream`: (name, A, B)
+    of two more runs of the same trainers fed one token stream: their numerics are added as rows."""
     (dir_a, a), (dir_b, b) = read_side(a_spec), read_side(b_spec)
     comparison = compare_traces(a, b)
+    stream_rows, stream_summary = _same_stream(same_stream)
     arts = tuple(collect_artifacts(d, TraceMeta.of(t).argparse, _cwd(d, t), _recorded_out(d)) for d, t in ((dir_a, a), (dir_b, b)))
     _complete_checkpoint_sets(arts)
     test_runs = tuple(checklist.run_test_mode(d, test_timeout)
                       if test_mode and checklist.TEST_FLAG in TraceMeta.of(t).argparse else None
                       for d, t in ((dir_a, a), (dir_b, b)))
     rows = [*core_rows(a, b, comparison), _throughput_row(arts, (a, b)), *metric_rows(*arts), *artifact_rows(*arts),
-            *config_rows(a, b, (_run_dirs(dir_a), _run_dirs(dir_b))), *data_rows(a, b), *numerics_rows(a, b, comparison),
+            *config_rows(a, b, (_run_dirs(dir_a), _run_dirs(dir_b))), *data_rows(a, b), tokens_per_step_row(*arts),
+            *numerics_rows(a, b, comparison), *stream_rows,
             checklist.test_mode_row(a, b, test_runs), checklist.visualization_row(*arts),
             checklist.checkpoint_saving_row(*arts), checklist.checkpoint_loading_row(resume, resume_sides),
             *checklist.json_validation_rows(*arts), checklist.memory_row(a, b, test_runs)]
     rows.sort(key=lambda r: SECTIONS.index(r.section))  # stable: each section keeps its rows' order
-    loss, data = comparison.finding("loss"), comparison.finding("data")
-    numerics = {"verdict": comparison.verdict, "first_divergence": comparison.first_divergence,
-                "data": {"status": data.status, "summary": data.summary, "evidence": data.evidence},
-                "loss": {"status": loss.status, "summary": loss.summary, "evidence": loss.evidence}}
+    numerics = _numerics_summary(comparison)
+    if stream_summary is not None:
+        numerics["same_stream"] = stream_summary
     notes = [f"{side}: more than {MAX_FILES} files; only the first {MAX_FILES} were read" for side, run in zip("AB", arts)
              if run.truncated]
     notes += [f"{side} searched {', '.join(run.roots)}" for side, run in zip("AB", arts)]

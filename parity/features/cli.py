@@ -8,7 +8,8 @@ from typing import Callable
 
 _EXAMPLES = """examples:
   parity features runs/lm/sample runs/lm/chunked
-  parity features --pair lm-sample-vs-chunked --throughput reports/lm-throughput.json -o reports/lm-sample-vs-chunked.md
+  parity features --pair lm-sample-vs-chunked --same-stream-pair lm-sample-packed-vs-chunked \
+      --throughput reports/lm-throughput-cpu.json -o reports/lm-sample-vs-chunked.md
   parity features runs/a runs/b --format json --no-test-mode
 
 Rows: CLI flags (argparse), files the runs wrote (charts, JSON and their schema, checkpoint sets), metric
@@ -41,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     p.add_argument("--test-timeout", type=_seconds, default=300.0, help="seconds a --test run may take (default 300)")
     p.add_argument("--no-resume", action="store_true", help="skip the pair's [resume] protocol (resume-check)")
     p.add_argument("--throughput", metavar="FILE", help="JSON a throughput benchmark wrote: shown as its own table")
+    p.add_argument("--same-stream-pair", metavar="PAIR",
+                   help="a pair of the same two trainers fed one token stream: recorded too, its numerics added as rows")
     cli.add_run_options(p.add_argument)
     cli.add_output_options(p)
     return {"features": _cmd_features}
@@ -59,6 +62,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
     invocation = sys.argv[1:] if sys.argv[1:2] == ["features"] else None
     matrix = session.features(args.a, args.b, pair=args.pair, steps=args.steps, device=args.device,
                               runs_dir=args.runs_dir, test_mode=not args.no_test_mode, test_timeout=args.test_timeout,
-                              resume=not args.no_resume, throughput=args.throughput, invocation=invocation)
+                              resume=not args.no_resume, throughput=args.throughput,
+                              same_stream_pair=args.same_stream_pair, invocation=invocation)
     emit(render_json(matrix) if args.format == "json" else render_markdown(matrix), args.output)
     return 0 if matrix.identical else 1

@@ -16,19 +16,40 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _records(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)
+
+
 def _throughput_section(data: Any) -> list[str]:
-    """The benchmark's JSON as a table where it is a list of flat records (or holds one under `rows`)."""
+    """The benchmark's JSON as a table where it is a list of flat records or holds one (its scalars listed above)."""
     lines = ["## Throughput benchmark", ""]
-    records = data.get("rows") if isinstance(data, dict) else data
+    records = next((v for v in data.values() if _records(v)), None) if isinstance(data, dict) else data
     if isinstance(data, dict):
         lines += [f"- {k}: {_cell(v)}" for k, v in data.items() if not isinstance(v, (list, dict))]
         lines += [""] if len(lines) > 2 else []
-    if isinstance(records, list) and records and all(isinstance(r, dict) for r in records):
+    if _records(records):
         keys = list(dict.fromkeys(k for r in records for k in r))
         lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |" for r in records]
     else:
         lines += ["```json", json.dumps(data, indent=2, default=str), "```"]
+    return lines + [""]
+
+
+def _numerics_lines(n: dict[str, Any], title: str) -> list[str]:
+    lines = [f"### {title}", "", f"- verdict of parity's checks: **{n.get('verdict')}**",
+             f"- data: {n['data']['status']}: {n['data']['summary']}",
+             f"- loss: {n['loss']['status']}: {n['loss']['summary']}"]
+    fd = n.get("first_divergence")
+    if fd:
+        lines.append(f"- first divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}")
+    at = n["loss"]["evidence"].get("at_first_divergence")
+    if at:
+        lines.append(f"- loss at the first differing step: A {at['baseline']} vs B {at['candidate']} "
+                     f"(rel {at['rel']:.3g}, {at['ulps']} ulp)")
+    end = n["loss"]["evidence"].get("at_end")
+    if end:
+        lines.append(f"- loss at step {end['step']}: A {end['baseline']} vs B {end['candidate']} (rel {end['rel']:.3g})")
     return lines + [""]
 
 
@@ -47,21 +68,10 @@ def render_markdown(m: FeatureMatrix) -> str:
             lines += [f"| {_cell(r.feature)} | {_cell(r.a)} | {_cell(r.b)} | {_MARK[r.status]} | {_cell(r.evidence)} |"
                       for r in rows]
     lines += ["", "## Token stream and losses", ""]
-    n = m.numerics
-    fd = n.get("first_divergence")
-    lines.append(f"- verdict of parity's checks: **{n.get('verdict')}**")
-    lines.append(f"- data: {n['data']['status']}: {n['data']['summary']}")
-    lines.append(f"- loss: {n['loss']['status']}: {n['loss']['summary']}")
-    if fd:
-        lines.append(f"- first divergence: step {fd['step']}, channel {fd['channel']}: {fd['diagnosis']}")
-    at = n["loss"]["evidence"].get("at_first_divergence")
-    if at:
-        lines.append(f"- loss at the first differing step: A {at['baseline']} vs B {at['candidate']} "
-                     f"(rel {at['rel']:.3g}, {at['ulps']} ulp)")
-    end = n["loss"]["evidence"].get("at_end")
-    if end:
-        lines.append(f"- loss at step {end['step']}: A {end['baseline']} vs B {end['candidate']} (rel {end['rel']:.3g})")
-    lines.append("")
+    lines += _numerics_lines(m.numerics, f"{a} vs {b}, as run")
+    if m.numerics.get("same_stream"):
+        same = m.numerics["same_stream"]
+        lines += _numerics_lines(same, f"pair `{same['pair']}`: the same trainers fed one token stream")
     if m.throughput is not None:
         lines += _throughput_section(m.throughput)
     if m.notes:
