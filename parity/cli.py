@@ -435,7 +435,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 #: Subcommands that live in their own modules. Each module's `register(sub)` adds its parsers to the
 #: subparsers `sub` and returns {name: handler(args) -> exit code}; it must import nothing heavy at
 #: module level (torch, pandas), because every `parity` invocation builds the whole parser.
-PLUGGED_COMMANDS: tuple[str, ...] = ("parity.explain.bisect_cli", "parity.features.cli", "parity.explain.locate_cli")
+PLUGGED_COMMANDS: tuple[str, ...] = ("parity.explain.bisect_cli", "parity.features.cli", "parity.explain.locate_cli", "parity.explain.attribute_cli")
 
 COMMANDS = {"ablate": _cmd_ablate, "audit": _cmd_audit, "record": _cmd_record, "compare": _cmd_compare, "report": _cmd_report, "gate": _cmd_gate,
             "resume-check": _cmd_resume_check, "golden": _cmd_golden, "calibrate": _cmd_calibrate}

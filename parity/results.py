@@ -13,7 +13,7 @@ from parity.pairs import Pair, ResumeProtocol, Toggle
 from parity.resume.analysis import SegmentResult
 from parity.trace.reader import Trace
 
-__all__ = ["AblationResult", "CalibrationResult", "Comparison", "GateFailure", "GateResult", "GoldenResult", "PairRuns",
+__all__ = ["AblationResult", "AttributedSetting", "AttributionResult", "CalibrationResult", "Comparison", "GateFailure", "GateResult", "GoldenResult", "PairRuns",
            "RanksResult", "ReportResult", "ResumeResult", "SegmentResult", "ToggleResult"]
 
 
@@ -228,3 +228,85 @@ class RanksResult:
                           for r, c in sorted(self.comparisons.items())],
                 "consistency": {side: f.to_json() for side, f in self.consistency.items()},
                 "sharded": self.sharded.to_json() if self.sharded is not None else None}
+
+
+#: How reverting one setting on the candidate came out (AttributedSetting.verdict).
+CHANGES_TRAINING, INERT, WITHIN_NOISE = "changes training", "inert", "within noise"
+NOT_REVERTED, NOT_TAKEN, RUN_FAILED = "not reverted", "not taken", "run failed"
+
+
+@dataclass
+class AttributedSetting:
+    """One setting that differs between the runs, and what setting it back alone on the candidate did."""
+
+    name: str
+    """The argparse dest (or config-object key) that differs."""
+    baseline: Any
+    candidate: Any
+    """Recorded values; "(absent)" where a side has no such setting."""
+    source: str
+    """Where it was recorded: "argparse" or "config object NAME"."""
+    verdict: str
+    """CHANGES_TRAINING, INERT, WITHIN_NOISE, or why nothing was measured: NOT_REVERTED, NOT_TAKEN, RUN_FAILED."""
+    note: str = ""
+    """The reason when not measured; what the revert run showed otherwise."""
+    target: Any = None
+    """The value it was set back to (the baseline's, or its off value where only the candidate has it)."""
+    removed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    """Tokens taken off the candidate's command line and put on it to set the value back."""
+    reverted: Comparison | None = None
+    """The candidate with this setting set back, against the candidate (its repeat is the noise floor)."""
+    vs_baseline: Comparison | None = None
+    """The same run against the baseline: IDENTICAL when this setting alone explains the whole divergence."""
+    effect: float | None = None
+    """Relative change of final loss the candidate owes to this setting (candidate vs reverted run)."""
+
+    @property
+    def explains_all(self) -> bool:
+        return self.vs_baseline is not None and self.vs_baseline.verdict in ("IDENTICAL", "EQUIVALENT")
+
+    def to_json(self) -> dict[str, Any]:
+        def brief(c: Comparison | None) -> dict[str, Any] | None:
+            return None if c is None else {"status": c.verdict, "first_divergence": c.first_divergence}
+        return {"name": self.name, "baseline": self.baseline, "candidate": self.candidate, "source": self.source,
+                "verdict": self.verdict, "note": self.note, "target": self.target, "removed_args": list(self.removed),
+                "revert_args": list(self.added), "vs_candidate": brief(self.reverted),
+                "vs_baseline": brief(self.vs_baseline), "explains_all": self.explains_all,
+                "final_loss_rel_change": self.effect}
+
+
+@dataclass
+class AttributionResult:
+    """`parity attribute`: every differing setting set back alone on the candidate, then all together.
+
+    `settings` are ranked: those that change training first, by effect on final loss. `rest` compares the
+    candidate with every revertible setting set back against the baseline (None when none could be)."""
+
+    name: str
+    comparison: Comparison
+    """Baseline against candidate, as recorded."""
+    settings: list[AttributedSetting]
+    noise_floor: float | None
+    """The candidate's own run-to-run spread of final loss (two recordings), relative."""
+    rest: Comparison | None
+    rest_settings: list[dict[str, Any]]
+    """Settings still different with every argument set back: not on the command line."""
+    conclusion: str
+    reproduce: str
+    """The `parity attribute ...` command that measures it again, from the project root."""
+    finals: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def responsible(self) -> list[AttributedSetting]:
+        return [s for s in self.settings if s.verdict == CHANGES_TRAINING]
+
+    def to_json(self) -> dict[str, Any]:
+        rest = None if self.rest is None else {"status": self.rest.verdict, "first_divergence": self.rest.first_divergence,
+                                               "code": self.rest.code.to_json()}
+        return {"kind": "attribute", "name": self.name, "baseline_vs_candidate": self.comparison.verdict,
+                "first_divergence": self.comparison.first_divergence, "noise_floor_final_loss_rel": self.noise_floor,
+                "settings": [s.to_json() for s in self.settings],
+                "responsible": [s.name for s in self.responsible], "rest": rest,
+                "rest_settings": self.rest_settings, "conclusion": self.conclusion, "final_loss": self.finals,
+                "reproduce": self.reproduce}
