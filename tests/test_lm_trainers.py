@@ -17,9 +17,11 @@ from parity.session import record
 from parity.trace.reader import load_run
 from reference.lm_sample import checkpoints, corpus
 from reference.lm_sample import train as sample
-from reference.lm_sample.data import (IGNORE_INDEX, DataFetchTimeout, TimedFetcher, TokenPacker, document_sample,
+from reference.lm_sample.config import TrainingConfig
+from reference.lm_sample.data import (IGNORE_INDEX, Batch, DataFetchTimeout, TimedFetcher, TokenPacker, document_sample,
                                       packed_rows)
 from reference.lm_sample.metrics import METRICS_SCHEMA, SAMPLES_SCHEMA, moving_average
+from reference.lm_sample.session import TrainingSession
 from reference.lm_sample.tokenizer import ByteTokenizer, load_tokenizer, sentencepiece_available
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -166,6 +168,18 @@ def test_bad_chunk_size_is_a_usage_error(shards: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         chunked.main(["--test", "--tokens-per-chunk", "100", "--data-dir", str(shards), "--output-dir", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_fetch_timeout_in_training_saves_and_stops(shards: Path, tmp_path: Path) -> None:
+    config = TrainingConfig(total_steps=3, output_dir=tmp_path, data_dir=shards, preset="tiny", device="cpu")
+    session = TrainingSession(config, say=lambda *_: None)
+
+    def stalled() -> Batch:
+        raise DataFetchTimeout("no document within --fetch-timeout 1 s")
+
+    assert session.run_step(0, stalled, session.train_on_batch) is None
+    session.finish()
+    assert (tmp_path / "checkpoints" / "checkpoint_step_0.bin.decoder").is_file()
 
 
 def test_parity_records_both_trainers(shards: Path, tmp_path: Path) -> None:

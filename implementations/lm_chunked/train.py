@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 from tqdm import tqdm
 
 from reference.lm_sample.config import add_shared_options, apply_test_mode, config_from_args
-from reference.lm_sample.data import Batch, DataFetchTimeout, packed_rows
+from reference.lm_sample.data import Batch, packed_rows
 from reference.lm_sample.metrics import TrainingMetrics
 from reference.lm_sample.session import TrainingSession
 
@@ -69,17 +68,10 @@ class ChunkTrainer:
         chunks = tqdm(range(s.start_step, s.config.total_steps), initial=s.start_step, total=s.config.total_steps,
                       desc="chunks", mininterval=1.0, dynamic_ncols=True)
         for step in chunks:
-            try:
-                chunk = self.accumulate_chunk()
-            except DataFetchTimeout as exc:
-                tqdm.write(f"⚠️  {exc}: saving and stopping after {step} chunks")
-                s.save_checkpoint(step)
+            metrics = s.run_step(step, self.accumulate_chunk, self.train_on_chunk)
+            if metrics is None:
                 return step
-            lr = s.current_lr()
-            started = time.perf_counter()
-            loss, accuracy, predictions = self.train_on_chunk(chunk)
-            self._report(s.log_step(step, loss, accuracy, lr, chunk.tokens, time.perf_counter() - started, chunk,
-                                    predictions))
+            self._report(metrics)
         return s.config.total_steps
 
 

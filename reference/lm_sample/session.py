@@ -13,7 +13,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from reference.lm_sample import checkpoints
 from reference.lm_sample.config import TrainingConfig
 from reference.lm_sample.corpus import ensure_corpus
-from reference.lm_sample.data import IGNORE_INDEX, Batch, TokenPacker, open_stream
+from reference.lm_sample.data import IGNORE_INDEX, Batch, DataFetchTimeout, TokenPacker, open_stream
 from reference.lm_sample.metrics import MetricsHistory, TextSample, TrainingMetrics, peak_memory_mb
 from reference.lm_sample.model import DecoderLM, ModelShape, count_parameters, next_token_loss
 from reference.lm_sample.tokenizer import load_tokenizer
@@ -127,6 +127,22 @@ class TrainingSession:
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def run_step(self, step: int, next_batch: Callable[[], Batch],
+                 train: Callable[[Batch], tuple[float, float, torch.Tensor]]) -> TrainingMetrics | None:
+        """Fetch a batch, train on it and log step `step`; None when the fetch timed out (a checkpoint is saved then).
+
+        The step time covers `train` only: data accumulation is not part of the throughput the seed reports."""
+        try:
+            batch = next_batch()
+        except DataFetchTimeout as exc:
+            self.say(f"⚠️  {exc}: saving and stopping after {step} steps")
+            self.save_checkpoint(step)
+            return None
+        lr = self.current_lr()
+        started = time.perf_counter()
+        loss, accuracy, predictions = train(batch)
+        return self.log_step(step, loss, accuracy, lr, batch.tokens, time.perf_counter() - started, batch, predictions)
 
     def log_step(self, step: int, loss: float, accuracy: float, lr: float, tokens: int, seconds: float,
                  batch: Batch, predictions: torch.Tensor) -> TrainingMetrics:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 from tqdm import tqdm
 
 from reference.lm_sample.config import add_shared_options, apply_test_mode, config_from_args
-from reference.lm_sample.data import Batch, DataFetchTimeout, document_sample, packed_rows
+from reference.lm_sample.data import Batch, document_sample, packed_rows
 from reference.lm_sample.session import TrainingSession
 
 
@@ -56,20 +55,12 @@ class SampleTrainer:
         s = self.session
         progress = tqdm(range(s.start_step, s.config.total_steps), initial=s.start_step, total=s.config.total_steps,
                         desc="training", mininterval=1.0, dynamic_ncols=True)
-        step = s.start_step
         for step in progress:
-            try:
-                batch = self.next_sample()
-            except DataFetchTimeout as exc:
-                progress.write(f"⚠️  {exc}: saving and stopping at step {step}")
-                s.save_checkpoint(step)
+            metrics = s.run_step(step, self.next_sample, self.train_step)
+            if metrics is None:
                 return step
-            lr = s.current_lr()
-            started = time.perf_counter()
-            loss, accuracy, predictions = self.train_step(batch)
-            metrics = s.log_step(step, loss, accuracy, lr, batch.tokens, time.perf_counter() - started, batch,
-                                 predictions)
-            progress.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.1%}", tok_s=f"{metrics.tokens_per_second:,.0f}")
+            progress.set_postfix(loss=f"{metrics.loss:.4f}", acc=f"{metrics.accuracy:.1%}",
+                                 tok_s=f"{metrics.tokens_per_second:,.0f}")
         return s.config.total_steps
 
 
