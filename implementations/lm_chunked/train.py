@@ -18,7 +18,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from reference.lm_sample.config import add_shared_options, apply_test_mode, config_from_args
+from reference.lm_sample.config import HelpFormatter, add_shared_options, apply_test_mode, config_from_args
 from reference.lm_sample.data import Batch, packed_rows
 from reference.lm_sample.metrics import TrainingMetrics
 from reference.lm_sample.session import TrainingSession
@@ -27,7 +27,7 @@ from reference.lm_sample.session import TrainingSession
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m implementations.lm_chunked.train", description=__doc__.splitlines()[0],
                                 epilog="\n".join(__doc__.splitlines()[2:7]),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--max-chunks", type=int, default=1000, help="chunks to train on, one optimizer step each")
     p.add_argument("--tokens-per-chunk", type=int, default=4096,
                    help="tokens accumulated before each step; a multiple of the preset's sequence length")

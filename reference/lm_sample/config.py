@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {
 #: Values `--test` gives flags left at their defaults (per flag `dest`).
 TEST_OVERRIDES: dict[str, Any] = {"preset": "tiny", "steps": 10, "max_chunks": 6, "tokens_per_chunk": 1024,
                                   "viz_interval": 5, "checkpoint_interval": 5, "display_every": 5,
-                                  "warmup_steps": 2, "output_dir": "test_output"}
+                                  "warmup_steps": 2, "output_dir": "test_output", "data_dir": "test_output/data"}
 
 
 @dataclass
@@ -110,13 +110,17 @@ class TrainingConfig:
         return out
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples kept as written, and every flag's default shown."""
+
+
 def add_shared_options(parser: argparse.ArgumentParser) -> None:
     """The flags both trainers have, with the seed's defaults (viz every 50, checkpoint every 2000, samples every 5)."""
     run = parser.add_argument_group("run")
-    run.add_argument("--preset", default="full", choices=sorted(PRESETS), help="model size (default: full)")
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run.add_argument("--preset", default="full", choices=sorted(PRESETS), help="model size")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda when available")
     run.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="bf16 autocast for forward and loss")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--seed", type=int, default=42, help="seeds Python, NumPy and torch (model init)")
     run.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of AdamW")
     run.add_argument("--warmup-steps", type=int, default=100, help="linear warmup, then cosine decay to 10%%")
     run.add_argument("--test", action="store_true", help="test mode: a few steps at the tiny preset, small intervals")
@@ -142,7 +146,7 @@ def apply_test_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.test:
         for dest, value in TEST_OVERRIDES.items():
             if hasattr(args, dest) and getattr(args, dest) == parser.get_default(dest):
-                setattr(args, dest, Path(value) if dest == "output_dir" else value)
+                setattr(args, dest, Path(value) if dest in ("output_dir", "data_dir") else value)
     return args
 
 

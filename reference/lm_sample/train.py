@@ -18,7 +18,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from reference.lm_sample.config import add_shared_options, apply_test_mode, config_from_args
+from reference.lm_sample.config import HelpFormatter, add_shared_options, apply_test_mode, config_from_args
 from reference.lm_sample.data import Batch, document_sample, packed_rows
 from reference.lm_sample.session import TrainingSession
 
@@ -26,7 +26,7 @@ from reference.lm_sample.session import TrainingSession
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reference.lm_sample.train", description=__doc__.splitlines()[0],
                                 epilog="\n".join(__doc__.splitlines()[2:6]),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--steps", type=int, default=10000, help="training steps, one document each")
     p.add_argument("--pack", action="store_true",
                    help="train on packed token sequences instead of one padded document per step")
