@@ -209,8 +209,10 @@ def memory_row(a: Trace, b: Trace, test_runs: tuple[Any, Any]) -> Row:
         "peak memory: torch.cuda.max_memory_allocated on GPU, ru_maxrss on CPU"
     same = None
     if all(peaks):
-        same = abs(peaks[0] - peaks[1]) <= MEMORY_TOLERANCE * max(peaks)
-        what += f"; B/A = {peaks[1] / peaks[0]:.2f} (same within {MEMORY_TOLERANCE:.0%})"
+        gap = abs(peaks[0] - peaks[1]) / max(peaks)
+        same = gap <= MEMORY_TOLERANCE
+        what += (f"; B/A = {peaks[1] / peaks[0]:.2f}: they differ by {gap:.1%} of the larger, "
+                 f"{'within' if same else 'beyond'} the {MEMORY_TOLERANCE:.0%} counted as the same")
     rss = [f"{side} --test {r.peak_rss_bytes / 2**20:.0f} MiB" for side, r in zip("AB", test_runs)
            if isinstance(r, TestModeRun) and r.peak_rss_bytes]
     if rss:

@@ -259,8 +259,12 @@ def numerics_rows(a: Trace, b: Trace, comparison: Comparison) -> list[Row]:
         first = f" from step {f.first_divergent_step}" if f.first_divergent_step is not None else ""
         status = _STATUS[f.status]
         cell = {IDENTICAL: "same", DIFFERENT: f"differs{first}", NOT_CHECKED: NOT_RECORDED}[status]
+        note = ""
+        if name == "data" and not (TraceMeta.of(a).dataloaders or TraceMeta.of(b).dataloaders):
+            # The data check's wording assumes a DataLoader; without one only the model's inputs were digested.
+            note = "no DataLoader on either side, so this compares the model's inputs (the token ids) per step; "
         rows.append(Row(NUMERICS, feature, "reference" if status != NOT_CHECKED else cell, cell, status,
-                        f"{name} check ({f.status}): {f.summary}"))
+                        f"{note}{name} check ({f.status}): {f.summary}"))
     for label, index in (("first loss", 0), ("last loss", -1)):
         la, lb = _loss_at(a, index), _loss_at(b, index)
         rows.append(value_row(NUMERICS, label, la and la[1], lb and lb[1], "recorded loss value and its bits",
