@@ -112,6 +112,7 @@ class DeepCapture:
             self._disarm(complete=False)
 
     def _arm(self, params: list[torch.Tensor], names: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "w", encoding="utf-8")
         self._file.write(encode_record({"type": ds.TYPE_HEADER, "version": ds.DEEP_VERSION, "step": self.step,
                                         "rank": self.recorder.rank, "pid": os.getpid()}) + "\n")

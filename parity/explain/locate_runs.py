@@ -148,10 +148,16 @@ def _prepare(pair: Pair | None, baseline: str | None, candidate: str | None, rep
 
     if pair is not None:
         base, cand = pair.sides()
-        runs = session.run_pair(pair, steps=steps, device=device, runs_dir=runs_dir, repeat=repeat)
-        second = runs.baseline_repeat if repeat else runs.candidate
-        labels = ("baseline", "baseline (repeat)" if repeat else "candidate")
-        return _Sides(base, base if repeat else cand, labels, (runs.baseline, second), base.budget(device, steps),
+        if not repeat:
+            runs = session.run_pair(pair, steps=steps, device=device, runs_dir=runs_dir, repeat=False)
+            return _Sides(base, cand, ("baseline", "candidate"), (runs.baseline, runs.candidate),
+                          base.budget(device, steps), ((), ()), pair.ignore_args)
+        # Only the baseline, twice; where and with which cache salt `report` records its repeat, so either reuses the other's.
+        first, second = runs_dir / pair.name / "baseline", runs_dir / pair.name / "baseline-repeat"
+        for out, label, salt in ((first, "baseline", ""), (second, "baseline (repeat)", "repeat")):
+            record_side(base, out, steps=base.budget(device, steps), device=device, label=label,
+                        cache_dir=runs_dir / ".cache", salt=salt)
+        return _Sides(base, base, ("baseline", "baseline (repeat)"), (first, second), base.budget(device, steps),
                       ((), ()), pair.ignore_args)
     if baseline is None or (candidate is None and not repeat):
         raise ConfigError("give two run directories (BASELINE CANDIDATE), one with --repeat, or --pair NAME")
@@ -227,7 +233,8 @@ def locate(pair: Pair | None = None, *, baseline: str | None = None, candidate: 
         raise ConfigError(f"--step {step}: {sides.runs[0]} recorded {available} steps (0..{available - 1})")
     chosen, source = (step, "--step") if step is not None else ((first or {}).get("step"), "first divergence")
     if chosen is None:
-        return LocateResult(sides.labels, sides.runs, first, None, "no divergence", None, (), device_name,
+        trials = tuple(_trial(sides, s, i, device, root) for i, s in enumerate(settings))
+        return LocateResult(sides.labels, sides.runs, first, None, "no divergence", None, trials, device_name,
                             tuple(reproduce_block([], invocation)))
     deep_files = _deep_runs(sides, chosen, device, root)
     try:
