@@ -60,3 +60,8 @@ for f in parity/pairs/fw-*.toml; do
     *) run parity report --pair $p -o reports/frameworks/$p.md ;;
   esac
 done
+# seed 002: the two LM trainers, feature matrix measured by `parity features` (with the same-token-stream pair's
+# numerics and the CPU throughput benchmark); own runs dir, so that it never races a `parity report` of the same pairs
+run python benchmarks/lm_throughput.py --json reports/lm-sample-vs-chunked-throughput.json
+run parity features --pair lm-sample-vs-chunked --same-stream-pair lm-sample-packed-vs-chunked --runs-dir runs/features \
+  --throughput reports/lm-sample-vs-chunked-throughput.json -o reports/lm-sample-vs-chunked.md
