@@ -17,15 +17,22 @@ Zero padding adds nothing to either sum, rows never straddle two tensors, and in
 A plan holds views of the tensors' memory, built once, so later calls see in-place updates (optimizer
 steps) without rebuilding. `PlanCache` rebuilds a plan when any tensor is another object, moved to
 another address or changed shape or dtype. On the CPU, torch's integer reductions are many times
-slower than numpy's, so CPU tensors are summed one by one through numpy views (also built once).
+slower than numpy's, so CPU tensors are summed one by one through numpy views (also built once). On
+CUDA, where Triton is available, one Triton kernel reads every aligned tensor once for both kinds
+(`fused_triton.py`); the plan above takes the few tensors it cannot address.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import operator
+import os
+
 import numpy as np
 import torch
+
+from parity.capture import fused_triton
 
 #: Element width in bytes -> the integer dtype its bits are read as (`digest._element_sum`).
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -43,6 +50,8 @@ SMALL_ROW_BYTES = 512
 CHUNK_BYTES = 64 << 20
 
 _MASK64 = (1 << 64) - 1
+#: Set to 0 to sum CUDA tensors with the torch plan only (the benchmark compares both).
+ENV_TRITON = "PARITY_FUSED_TRITON"
 
 
 def _bytes_of(t: torch.Tensor) -> torch.Tensor:
@@ -65,12 +74,22 @@ class SumPlan:
     def __init__(self, tensors: Sequence[torch.Tensor], use_torch: bool | None = None) -> None:
         tensors = [t.detach() for t in tensors]
         self.n = len(tensors)
-        self.meta = [(str(t.dtype), tuple(t.shape)) for t in tensors]
+        self.meta = _meta(tensors)
+        # The digest's text per tensor up to its sum (`digest.meta_prefixes`), built with the plan.
+        self.prefixes = [f"({dtype!r}, {shape!r}, " for dtype, shape in self.meta]
         groups: dict[torch.device, list[int]] = {}
         for i, t in enumerate(tensors):
             groups.setdefault(t.device, []).append(i)
-        self._parts = [(positions, _DevicePlan([tensors[i] for i in positions], use_torch))
-                       for positions in groups.values()]
+        self._parts: list[tuple[list[int], _DevicePlan | _TritonPart]] = []
+        for device, positions in groups.items():
+            local = [tensors[i] for i in positions]
+            if device.type == "cuda" and use_triton():
+                inside, outside = fused_triton.split_eligible(local)
+                if inside:
+                    self._parts.append(([positions[k] for k in inside], _TritonPart([local[k] for k in inside])))
+                local, positions = [local[k] for k in outside], [positions[k] for k in outside]
+            if local:
+                self._parts.append((positions, _DevicePlan(local, use_torch)))
         self.reusable = all(part.reusable for _, part in self._parts)
 
     def run(self, kinds: Sequence[str]) -> list[Sums]:
@@ -197,6 +216,24 @@ class _DevicePlan:
         return self._run_torch(kinds) if self.use_torch else self._run_numpy(kinds)
 
 
+def use_triton() -> bool:
+    """CUDA sums go through the Triton kernel: Triton imports and PARITY_FUSED_TRITON is not 0."""
+    return os.environ.get(ENV_TRITON, "1") != "0" and fused_triton.available()
+
+
+class _TritonPart:
+    """Aligned CUDA tensors summed by the Triton kernel: both kinds from one read."""
+
+    reusable = True
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self._sums = fused_triton.TritonSums(tensors)
+
+    def run(self, kinds: Sequence[str]) -> list[torch.Tensor]:
+        words, elements = self._sums.run(ELEMENTS in kinds)
+        return [words if kind == WORDS else elements for kind in kinds]
+
+
 def _as_rows(raw: torch.Tensor, kind: str, width: int, count: int) -> torch.Tensor:
     """A uint8 buffer of `count` whole rows as (count, words) int64 or (count, elements) ints."""
     return (raw.view(torch.int64) if kind == WORDS else raw.view(INT_VIEW[width])).view(count, -1)
@@ -211,19 +248,22 @@ class PlanCache:
     """
 
     def __init__(self) -> None:
-        self._plans: dict[str, tuple[list, SumPlan]] = {}
+        self._plans: dict[str, tuple[list, list[tuple[int, torch.dtype, torch.Size]], SumPlan]] = {}
 
     def plan(self, slot: str, tensors: Sequence[torch.Tensor], local: Sequence[torch.Tensor],
              use_torch: bool | None = None) -> SumPlan:
         """The plan for `local` (what is summed: each tensor's own shard), keyed by the `tensors` they come from."""
-        key = [(t, x.data_ptr(), x.shape, x.dtype) for t, x in zip(tensors, local)]
+        # Checked every step, so kept to a few attribute reads per tensor: the same objects at the same
+        # addresses with the same (shape, dtype); a plan reading freed memory would be wrong, not slow.
+        layout = [(x.data_ptr(), x.dtype, x.shape) for x in local]
         held = self._plans.get(slot)
-        if held is not None and held[1].reusable and _same(held[0], key):
-            return held[1]
+        if (held is not None and held[2].reusable and held[1] == layout and len(held[0]) == len(tensors)
+                and all(map(operator.is_, held[0], tensors))):
+            return held[2]
         plan = SumPlan(local, use_torch)
-        self._plans[slot] = (key, plan)
+        self._plans[slot] = (list(tensors), layout, plan)
         return plan
 
 
-def _same(old: list, new: list) -> bool:
-    return len(old) == len(new) and all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(old, new))
+def _meta(tensors: Sequence[torch.Tensor]) -> list[tuple[str, tuple]]:
+    return [(str(t.dtype), tuple(t.shape)) for t in tensors]

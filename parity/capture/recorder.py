@@ -93,11 +93,14 @@ def _parameter_layout(params: list[torch.Tensor], names: list[str]) -> dict[str,
     return layout
 
 
+#: torch.compiler.is_compiling, looked up once: the hooks ask on every module call. Dynamo still
+#: recognises the function object and folds the call to True inside a compiled region.
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+
+
 def dynamo_tracing() -> bool:
     """True while torch.compile traces: capture code then returns at once, so it is never compiled in."""
-    compiler = getattr(torch, "compiler", None)
-    is_compiling = getattr(compiler, "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
+    return _IS_COMPILING is not None and bool(_IS_COMPILING())
 
 
 def rng_digests() -> dict[str, str]:
@@ -150,6 +153,8 @@ class Recorder:
         self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
         # A closed step whose device values are still being copied: (record, transfer).
         self._in_flight: tuple[dict[str, Any], digest.Transfer] | None = None
+        #: The current step's transfer launched at its update, with the identity of what it carries.
+        self._early_transfer: tuple[tuple[int, ...], digest.Transfer] | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
         self.update_listeners: list[Callable[[int, list[torch.Tensor], list[str]], None]] = []
         self.closed = False
@@ -217,31 +222,36 @@ class Recorder:
     def _write_step(self) -> None:
         """Close the current step: launch its device-to-host copy, then write it once the values arrived.
 
-        A step whose copy is still running is held (`_in_flight`) and written when the next step closes
-        or at `close`, so a step never waits for the GPU to drain its queue; at most one step is held.
+        A step whose device values are on a GPU is held (`_in_flight`) and written at the next update
+        (`after_update`, while the GPU runs the optimizer and the digests), when the next step closes,
+        or at `close`; the first event of a step, when a trainer that synchronised at the end of the
+        last step leaves the GPU idle, then pays only for closing the record. At most one step is held.
         """
         record = self._current
-        sums = record[schema.F_PARAM_SUMS]
-        pending = [*(p for _, p in record["batch"]), *record["loader"], *(x for x in (record["params"], record["optim_state"]) if x is not None),
-                   *([sums[1]] if sums is not None else []),
-                   *(p for fields in record[schema.F_FIELDS] for p in fields.values())]
-        copies = [*(record[schema.F_SAMPLES] or []), *(part.bins for part in record[schema.F_LABELS] or [])]
-        scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
-        norm = record["grad_norm"]
-        if norm is not None:
-            scalars.append(norm["tensor"])
-        transfer = digest.Transfer(pending, scalars, copies)
+        pending, scalars, copies = _device_values(record)
+        early, self._early_transfer = self._early_transfer, None
+        if early is not None and early[0] == _identity(pending, scalars, copies):
+            transfer = early[1]  # launched at the update; nothing was added to the step since
+        else:
+            transfer = digest.Transfer(pending, scalars, copies)
         self._step += 1
         self._current = self._new_step()
         self._updated = False
         self._clip_seen = False
-        held, self._in_flight = self._in_flight, None
-        if held is not None:
-            self._finish_step(*held)
-        if transfer.ready():
+        self._flush_in_flight()
+        if transfer.on_host:
             self._finish_step(record, transfer)
         else:
             self._in_flight = (record, transfer)
+
+    def _launch_early(self) -> None:
+        """At the update: start the step's device-to-host copy now and write the step held since the
+        last one, whose values have arrived by now; both overlap the GPU's optimizer and digest work."""
+        pending, scalars, copies = _device_values(self._current)
+        transfer = digest.Transfer(pending, scalars, copies)
+        self._early_transfer = (_identity(pending, scalars, copies), transfer)
+        if self._in_flight is not None and self._in_flight[1].ready():
+            self._flush_in_flight()
 
     def _flush_in_flight(self) -> None:
         held, self._in_flight = self._in_flight, None
@@ -450,11 +460,33 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            self._launch_early()
         if self.update_listeners:
             params = _optimizer_params(optimizer)
             names = self._sum_names(params)
             for listener in self.update_listeners:
                 listener(record["step"], params, names)
+
+
+def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], list[torch.Tensor], list[digest.HostCopy]]:
+    """What a step record still holds on devices: pending digests, float scalars and integer copies."""
+    sums = record[schema.F_PARAM_SUMS]
+    pending = [*(p for _, p in record["batch"]), *record["loader"],
+               *(x for x in (record["params"], record["optim_state"]) if x is not None),
+               *([sums[1]] if sums is not None else []),
+               *(p for fields in record[schema.F_FIELDS] for p in fields.values())]
+    copies = [*(record[schema.F_SAMPLES] or []), *(part.bins for part in record[schema.F_LABELS] or [])]
+    scalars = [x["tensor"] for x in record["losses"]] + [x["scale"] for x in record["losses"] if x["scale"] is not None]
+    norm = record["grad_norm"]
+    if norm is not None:
+        scalars.append(norm["tensor"])
+    return pending, scalars, copies
+
+
+def _identity(*groups: list) -> tuple[int, ...]:
+    """The objects a transfer carries, by identity: equal when nothing was added or replaced since."""
+    return tuple(id(x) for group in groups for x in group)
 
 
 def _without_device_values(record: dict[str, Any]) -> dict[str, Any]:
