@@ -9,12 +9,14 @@ packed tokens per step). Each side is built by its own trainer module and steps 
 batch-making method; charts, samples and checkpoints are switched off (intervals beyond the run), so
 a step is data fetch + tokenisation + forward/backward/update. The first --skip steps of each side are
 not timed. tokens/s counts the targets the loss used (padding excluded); "compute tokens/s" counts
-every position the model ran on, padding included. All sides share one corpus and tokenizer.
+every position the model ran on, padding included. All sides share one corpus and tokenizer. Peak
+memory is torch.cuda.max_memory_allocated per side on CUDA, the process's peak RSS so far on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -106,6 +108,7 @@ def measure(side: str, args: argparse.Namespace, data_dir: Path, out: Path) -> S
                         tokens_per_step=tokens / len(times), padding_share=1 - tokens / positions if positions else 0.0,
                         peak_memory_mb=peak, final_loss=loss)
     del session, next_batch, step
+    gc.collect()  # the next side's model and AdamW state must not share the GPU with this one's
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return result

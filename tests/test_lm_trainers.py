@@ -117,6 +117,7 @@ def test_moving_average_is_trailing() -> None:
 
 
 # -- whole trainers -------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("side", ["sample", "chunked"])
 def test_test_mode_writes_the_seed_artifacts(runs: dict[str, Path], side: str) -> None:
     viz = runs[side] / "training_viz"
@@ -138,12 +139,14 @@ def test_test_mode_writes_the_seed_artifacts(runs: dict[str, Path], side: str) -
         f"checkpoint_step_{n}.bin{suffix}" for n in saved for suffix in ("", ".embeddings", ".decoder")}
 
 
+@pytest.mark.slow
 def test_chunk_sizes_and_tokens(runs: dict[str, Path]) -> None:
     # --test: 1024 tokens per chunk = 16 rows of 64, each predicting 63 targets; one padded document per sample step
     assert {m["tokens"] for m in _metrics(runs["chunked"])} == {16 * 63}
     assert all(m["tokens"] <= 64 for m in _metrics(runs["sample"]))
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(runs: dict[str, Path], shards: Path, tmp_path: Path) -> None:
     resumed = tmp_path / "resumed"
     assert sample.main(["--test", "--device", "cpu", "--seed", "0", "--data-dir", str(shards), "--output-dir",
@@ -155,6 +158,7 @@ def test_resume_continues_bit_for_bit(runs: dict[str, Path], shards: Path, tmp_p
     assert all(again[s] == straight[s] for s in again)  # same documents, weights, Adam state and schedule
 
 
+@pytest.mark.slow
 def test_incomplete_checkpoint_set_is_refused(runs: dict[str, Path], tmp_path: Path) -> None:
     source = runs["chunked"] / "checkpoints"
     for name in ("checkpoint_step_5.bin", "checkpoint_step_5.bin.embeddings"):
@@ -182,6 +186,7 @@ def test_fetch_timeout_in_training_saves_and_stops(shards: Path, tmp_path: Path)
     assert (tmp_path / "checkpoints" / "checkpoint_step_0.bin.decoder").is_file()
 
 
+@pytest.mark.slow
 def test_parity_records_both_trainers(shards: Path, tmp_path: Path) -> None:
     common = ["--test", "--device", "cpu", "--data-dir", str(shards), "--viz-interval", "100",
               "--checkpoint-interval", "100"]

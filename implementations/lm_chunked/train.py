@@ -65,9 +65,7 @@ class ChunkTrainer:
     def train(self) -> int:
         """Train on the remaining chunks; returns the chunks completed (fewer after a fetch timeout)."""
         s = self.session
-        chunks = tqdm(range(s.start_step, s.config.total_steps), initial=s.start_step, total=s.config.total_steps,
-                      desc="chunks", mininterval=1.0, dynamic_ncols=True)
-        for step in chunks:
+        for step in s.remaining_steps("chunks"):
             metrics = s.run_step(step, self.accumulate_chunk, self.train_on_chunk)
             if metrics is None:
                 return step

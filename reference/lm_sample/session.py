@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+from tqdm import tqdm
 
 from reference.lm_sample import checkpoints
 from reference.lm_sample.config import TrainingConfig
@@ -127,6 +128,11 @@ class TrainingSession:
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def remaining_steps(self, desc: str) -> tqdm:
+        """A tqdm progress bar over the steps still to run (from the resume step on)."""
+        return tqdm(range(self.start_step, self.config.total_steps), initial=self.start_step,
+                    total=self.config.total_steps, desc=desc, mininterval=1.0, dynamic_ncols=True)
 
     def run_step(self, step: int, next_batch: Callable[[], Batch],
                  train: Callable[[Batch], tuple[float, float, torch.Tensor]]) -> TrainingMetrics | None:

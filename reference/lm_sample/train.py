@@ -53,8 +53,7 @@ class SampleTrainer:
     def train(self) -> int:
         """Run the remaining steps; returns the number of steps completed (less than asked after a fetch timeout)."""
         s = self.session
-        progress = tqdm(range(s.start_step, s.config.total_steps), initial=s.start_step, total=s.config.total_steps,
-                        desc="training", mininterval=1.0, dynamic_ncols=True)
+        progress = s.remaining_steps("training")
         for step in progress:
             metrics = s.run_step(step, self.next_sample, self.train_step)
             if metrics is None:
