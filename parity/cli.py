@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="record (if needed), compare and write a report", formatter_class=fmt,
                        epilog="examples:\n  parity report --pair toy-warmup -o reports/toy-warmup.md\n"
                               "  parity report --baseline runs/base --candidate runs/cand -o reports/base-vs-cand.md\n"
-                              "  parity report --baseline git:HEAD~1 --command python train.py --steps 50\n\n" + EPILOG)
+                              "  parity report --baseline git:HEAD~1 --command python train.py --steps 50\n"
+                              "  parity report --pair histocc-occpast --attribute -o reports/histocc-vs-occpast.md\n"
+                              "  parity report --pair toy-warmup --explain locate.json --explain bisect.json\n\n" + EPILOG)
     p.add_argument("--pair", help="pair file or bundled pair name (parity/pairs/NAME.toml)")
     p.add_argument("--baseline", help="run directory, trace file, git:REV[:PATH], or . for the working tree "
                                       "(default: the pair's baseline)")
@@ -171,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "with run directories, `--repeat DIR` names a second recording of the baseline")
     p.add_argument("--tolerance", type=parse_tolerance, help=TOLERANCE_HELP + " (default: the pair file's, else exact)")
     p.add_argument("--require-clean", action="store_true", help="refuse (exit 2) when tracked files have uncommitted changes")
+    p.add_argument("--attribute", action="store_true",
+                   help="run `parity attribute` on the same sides and add its finding to an Explanation section")
+    p.add_argument("--explain", action="append", default=[], metavar="FILE",
+                   help="a JSON result of `parity locate|bisect|attribute --format json -o FILE` to add to the "
+                        "Explanation section (repeatable)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="with --attribute: runs recorded in parallel (default 2)")
     add_run_options(p.add_argument)
     add_output_options(p)
 
@@ -270,15 +278,17 @@ def _invocation(subcommand: str) -> list[str] | None:
 
 def _render(result: ReportResult, fmt: str, output: str | None, generated_by: str) -> None:
     if fmt == "json":
-        emit(without_machine_paths(to_json_text(result.comparison.to_json()), [result.baseline.path, result.candidate.path]),
-             output)
+        data = result.comparison.to_json()
+        if result.explanations:
+            data["explanation"] = result.explanations
+        emit(without_machine_paths(to_json_text(data), [result.baseline.path, result.candidate.path]), output)
         return
     from parity.report.markdown import MarkdownReporter, ReportContext  # pandas/matplotlib: only for markdown
 
     pair = result.pair
     ctx = ReportContext(result.baseline, result.candidate, labels=result.labels, commands=result.commands,
                         description=pair.description if pair else "", expectations=result.expectations,
-                        title=pair.name if pair else "", generated_by=generated_by)
+                        title=pair.name if pair else "", generated_by=generated_by, explanations=result.explanations)
     out = Path(output) if output not in (None, "-") else None
     emit(MarkdownReporter().render(result.comparison, ctx, out), output)
 
@@ -328,7 +338,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
                           "second recording of the baseline: --repeat DIR", docs=OPTIONS_DOCS)
     result = session.report(args.pair, baseline=args.baseline, candidate=args.candidate, command=args.command,
                             repeat=args.repeat, steps=args.steps, device=args.device, runs_dir=args.runs_dir,
-                            tolerance=args.tolerance, invocation=_invocation("report"))
+                            tolerance=args.tolerance, invocation=_invocation("report"), explain=args.explain,
+                            attribute=args.attribute, jobs=args.jobs)
     _render(result, args.format, args.output, "parity report")
     if result.failures is None:
         return _exit_for(result.comparison.verdict)

@@ -119,6 +119,8 @@ class ReportResult:
     """Every line of the Reproduce block."""
     pair: Pair | None = None
     failures: list[GateFailure] | None = None
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+    """Results of `parity locate|bisect|attribute` as their JSON (`kind` says which): the Explanation section."""
 
     @property
     def labels(self) -> tuple[str, str]:

@@ -194,13 +194,22 @@ def _on_cuda(*traces: Trace) -> bool:
 def report(pair: str | Path | Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,
            command: Sequence[str] | None = None, repeat: bool | str | None = None, steps: int | None = None,
            device: str = "cpu", runs_dir: str | Path = "runs", tolerance: Tolerance | None = None,
-           invocation: Sequence[str] | None = None) -> ReportResult:
+           invocation: Sequence[str] | None = None, explain: Sequence[str | Path] = (), attribute: bool = False,
+           jobs: int = 2) -> ReportResult:
     """Record what needs recording, compare, gate a pair's expectations, and gather the Reproduce block.
 
     `repeat`: True records the baseline twice, a path names a second recording of it, None follows
     the pair file. `invocation`: the parity command line after `parity`, for the Reproduce block
-    (None when called in-process: the block then says so).
+    (None when called in-process: the block then says so). `explain`: JSON files written by
+    `parity locate|bisect|attribute --format json -o FILE`, and `attribute`: run the attribution here
+    (`jobs` runs at once); both fill the report's Explanation section.
     """
+    from parity.report.explanation import load_explanation, reproduce_line
+
+    explanations = [load_explanation(path) for path in explain]  # a bad file fails before anything runs
+    if attribute and pair is None and not (baseline and candidate and Path(baseline).is_dir() and Path(candidate).is_dir()):
+        raise ConfigError("--attribute: give --pair NAME, or run directories as --baseline and --candidate "
+                          "(attribution re-runs their recorded commands)", docs="README.md#commands")
     pair = load(pair) if pair is not None else None
     repeat_dir = repeat if isinstance(repeat, (str, Path)) else None
     runs = run_pair(pair, baseline=baseline, candidate=candidate, command=command, steps=steps, device=device,
@@ -217,7 +226,15 @@ def report(pair: str | Path | Pair | None = None, *, baseline: str | None = None
 
     commands = reproduce_block([runs.baseline, runs.candidate, runs.baseline_repeat], invocation,
                                records_runs=records_runs, cuda=_on_cuda(base, cand))
-    return ReportResult(c, base, cand, runs, commands, pair, gate_failures(pair, c) if pair else None)
+    # The explanation files the report reads are written again before the report's own line.
+    commands[-1:-1] = [reproduce_line(data, path) for data, path in zip(explanations, explain)]
+    if attribute:
+        from parity.explain.attribute import attribute as attribute_settings
+
+        explanations.append(attribute_settings(pair, baseline_dir=None if pair else Path(baseline),
+                                               candidate_dir=None if pair else Path(candidate), runs_dir=Path(runs_dir),
+                                               steps=steps, device=device, jobs=jobs).to_json())
+    return ReportResult(c, base, cand, runs, commands, pair, gate_failures(pair, c) if pair else None, explanations)
 
 
 def report_runs(baseline: str | Path, candidate: str | Path, *, repeat: str | Path | None = None, rank: int = 0,

@@ -14,7 +14,7 @@ from parity.checks.base import Tolerance
 
 from conftest import REPO, TOY
 
-SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate"]
+SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute"]
 
 
 def _parity(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -42,15 +42,17 @@ def test_public_flags_are_frozen():
     assert flags["golden"] == sorted(["--device", "--pair", "--runs-dir", "--steps", "-h", "--help"])
     assert flags["calibrate"] == sorted(["--device", "--format", "--jobs", "--pair", "--repeats", "--runs-dir", "--steps",
                                          "-h", "--help"])
-    assert flags["report"] == sorted(["--baseline", "--candidate", "--command", "--device", "--format", "--pair", "--repeat",
-                                      "--require-clean", "--runs-dir", "--steps", "--tolerance", "-o", "--output", "-h",
-                                      "--help"])
+    assert flags["report"] == sorted(["--attribute", "--baseline", "--candidate", "--command", "--device", "--explain",
+                                      "--format", "--jobs", "--pair", "--repeat", "--require-clean", "--runs-dir", "--steps",
+                                      "--tolerance", "-o", "--output", "-h", "--help"])
     assert flags["resume-check"] == sorted(["--controls", "--device", "--format", "--no-double", "--pair", "--runs-dir",
                                             "--splits", "-o", "--output", "-h", "--help"])
     assert flags["audit"] == sorted(["--against", "--format", "--impact", "--trace", "--trust-checkpoint", "-o", "--output",
                                      "-h", "--help"])
     assert flags["ablate"] == sorted(["--device", "--format", "--jobs", "--pair", "--runs-dir", "--steps", "-o", "--output",
                                       "-h", "--help"])
+    assert flags["attribute"] == sorted(["--device", "--format", "--jobs", "--pair", "--runs-dir", "--steps", "-o",
+                                         "--output", "-h", "--help"])
     assert set(flags) == set(SUBCOMMANDS)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from parity.checks.base import Finding
 from parity.checks.compare import Comparison
+from parity.report.explanation import explanation_lines
 from parity.report.plots import write_plots
 from parity.report.render import without_machine_paths
 from parity.trace import schema
@@ -42,6 +43,8 @@ class ReportContext:
     """Shown in the heading (the pair name); the side labels are used when empty."""
     generated_by: str = "parity report"
     """The subcommand that generated the report, named in the heading."""
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+    """Saved or inline `parity locate|bisect|attribute` results (JSON): rendered as the Explanation section."""
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -344,7 +347,8 @@ class MarkdownReporter:
         if c.causes:
             lines += ["**What changed, ranked by how directly it changes training**:", "", *_cause_lines(c), ""]
         lines += ["**Key findings**:", "", *_summary_lines(c, ctx), "", "### Quick reference: what changed?", "",
-                  _table(_quick_reference(c, ctx)), "", "## Checks", ""]
+                  _table(_quick_reference(c, ctx)), ""]
+        lines += [*explanation_lines(ctx.explanations), "## Checks", ""]
         for f in c.findings:
             lines += _check_section(f, ctx)
         lines += _code_section(c)
