@@ -8,11 +8,11 @@ export OMP_NUM_THREADS=1
 run() { echo "+ $*" >&2; "$@"; echo "  exit $?" >&2; }
 mkdir -p reports/toy reports/clip-dora
 # seed 000: histocc vs occpast
-run parity report --pair histocc-occpast -o reports/histocc-vs-occpast.md
+run parity report --pair histocc-occpast --attribute -o reports/histocc-vs-occpast.md
 for p in histocc-occpast-nowarmup histocc-occpast-amp histocc-occpast-ddp; do run parity report --pair $p -o reports/$p.md; done
 # seed 001: neural_seq_decoder
 run parity report --pair nsd-reference-vs-mod-upstream -o reports/nsd-reference-vs-mod-upstream.md
-run parity report --pair nsd-baseline-vs-run11 -o reports/nsd-baseline-vs-run11.md
+run parity report --pair nsd-baseline-vs-run11 --attribute --jobs 2 -o reports/nsd-baseline-vs-run11.md
 run parity ablate --pair nsd-baseline-vs-run11 --jobs 2 --format json -o reports/nsd-ablation.json
 run parity ablate --pair nsd-baseline-vs-run11 --jobs 2 -o reports/nsd-ablation.md
 run python -m implementations.neural_seq_decoder_mod.questions --run runs/nsd-baseline-vs-run11/ablate/baseline \
