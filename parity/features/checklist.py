@@ -119,35 +119,29 @@ def test_mode_row(a: Trace, b: Trace, runs: tuple[Any, Any]) -> Row:
     return Row(CHECKLIST, "test mode execution", cells[0], cells[1], status, evidence)
 
 
-def visualization_row(a: RunArtifacts, b: RunArtifacts) -> Row:
+def _produced_row(feature: str, items: tuple[list[Any], list[Any]], nothing: str, noun: str, evidence: str) -> Row:
+    """A side that wrote `items` (artifacts) passes where none is broken; broken on both sides is a difference."""
     cells, keys = [], []
-    for run in (a, b):
-        charts = [x for g in run.of_kind(CHART) for x in g.artifacts]
-        broken = [x for x in charts if x.problem]
-        keys.append(None if not charts else ("ok" if not broken else "broken"))
-        cells.append("no PNG written" if not charts else
-                     f"{len(charts) - len(broken)} valid PNG(s)" + (f", {len(broken)} broken: {broken[0].path}: "
-                                                                    f"{broken[0].problem}" if broken else ""))
-    status = presence_status(*keys)
-    if status == IDENTICAL and keys[0] == "broken":
-        status = DIFFERENT  # broken on both sides is no generated visualization
-    return Row(CHECKLIST, "visualization generation", cells[0], cells[1], status,
-               "every .png the run wrote: signature, IHDR size, full decode")
-
-
-def checkpoint_saving_row(a: RunArtifacts, b: RunArtifacts) -> Row:
-    cells, keys = [], []
-    for run in (a, b):
-        sets = [x for g in run.of_kind(CHECKPOINT) for x in g.artifacts]
-        broken = [x for x in sets if x.problem]
-        keys.append(None if not sets else ("ok" if not broken else "broken"))
-        cells.append("no checkpoint written" if not sets else f"{len(sets) - len(broken)} complete set(s)"
+    for found in items:
+        broken = [x for x in found if x.problem]
+        keys.append(None if not found else ("ok" if not broken else "broken"))
+        cells.append(nothing if not found else f"{len(found) - len(broken)} {noun}"
                      + (f", {len(broken)} broken: {broken[0].path}: {broken[0].problem}" if broken else ""))
     status = presence_status(*keys)
     if status == IDENTICAL and keys[0] == "broken":
         status = DIFFERENT
-    return Row(CHECKLIST, "checkpoint saving", cells[0], cells[1], status,
-               "checkpoint files grouped into sets; every member present and non-empty")
+    return Row(CHECKLIST, feature, cells[0], cells[1], status, evidence)
+
+
+def visualization_row(a: RunArtifacts, b: RunArtifacts) -> Row:
+    return _produced_row("visualization generation", tuple([x for g in r.of_kind(CHART) for x in g.artifacts] for r in (a, b)),
+                         "no PNG written", "valid PNG(s)", "every .png the run wrote: signature, IHDR size, full decode")
+
+
+def checkpoint_saving_row(a: RunArtifacts, b: RunArtifacts) -> Row:
+    return _produced_row("checkpoint saving", tuple([x for g in r.of_kind(CHECKPOINT) for x in g.artifacts] for r in (a, b)),
+                         "no checkpoint written", "complete set(s)",
+                         "checkpoint files grouped into sets; every member present and non-empty")
 
 
 def checkpoint_loading_row(resume: Any, matches: tuple[bool, bool]) -> Row:
