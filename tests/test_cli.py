@@ -14,7 +14,7 @@ from parity.checks.base import Tolerance
 
 from conftest import REPO, TOY
 
-SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute"]
+SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute", "features"]
 
 
 def _parity(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -53,6 +53,9 @@ def test_public_flags_are_frozen():
                                       "-h", "--help"])
     assert flags["attribute"] == sorted(["--device", "--format", "--jobs", "--pair", "--runs-dir", "--steps", "-o",
                                          "--output", "-h", "--help"])
+    assert flags["features"] == sorted(["--device", "--format", "--no-resume", "--no-test-mode", "--pair", "--runs-dir",
+                                        "--same-stream-pair", "--steps", "--test-timeout", "--throughput", "-o", "--output",
+                                        "-h", "--help"])
     assert set(flags) == set(SUBCOMMANDS)
 
 
