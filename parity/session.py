@@ -456,11 +456,13 @@ def attribute(pair: str | Path | Pair | None = None, *, baseline: str | Path | N
 def locate(pair: str | Path | Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,
            repeat: bool = False, step: int | None = None, steps: int | None = None, device: str = "cpu",
            runs_dir: str | Path = "runs", env: Sequence[str] = (), strict_deterministic: bool = False,
-           try_settings: bool = False, invocation: Sequence[str] | None = None):
+           try_settings: bool = False, jobs: int = 2, invocation: Sequence[str] | None = None):
     """The first op whose outputs differ at the first divergent step (or `step`), from deep re-runs of both sides
-    (parity.explain.locate_runs); `env`/`strict_deterministic`/`try_settings` re-run both sides under those settings."""
+    (parity.explain.locate_runs); `env`/`strict_deterministic`/`try_settings` re-run both sides under those settings,
+    `jobs` runs at a time."""
     from parity.explain.locate_runs import locate as run_locate, requested_settings
 
     settings = requested_settings(env, strict_deterministic, try_settings)
     return run_locate(load(pair) if pair is not None else None, baseline=baseline, candidate=candidate, repeat=repeat,
-                      step=step, steps=steps, device=device, runs_dir=runs_dir, settings=settings, invocation=invocation)
+                      step=step, steps=steps, device=device, runs_dir=runs_dir, settings=settings, jobs=jobs,
+                      invocation=invocation)

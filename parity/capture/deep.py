@@ -23,6 +23,7 @@ from parity.capture import config as cfg
 from parity.capture.deep_ops import OpRecorder, PendingTensor, fingerprints, resolve_batch
 from parity.capture.recorder import Recorder, dynamo_tracing
 from parity.trace import deep as ds
+from parity.trace import schema
 from parity.trace.writer import encode_record
 
 #: Records held before their fingerprints are brought to the host and written (bounds memory and syncs).
@@ -96,7 +97,9 @@ class DeepCapture:
         if self.armed and step == self.step:
             self._disarm(complete=True)
             if self.exit_after:
-                # Nothing after this step is needed: end the trainer without running its remaining steps.
+                # Nothing after this step is needed: end the trainer without running its remaining steps, its
+                # trace closed first so that it holds every step up to this one (compared if re-runs diverge early).
+                self.recorder.close(schema.END_OK, f"stopped after step {step}, deep-captured")
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(0)

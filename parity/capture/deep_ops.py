@@ -203,7 +203,8 @@ class OpRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if self.paused or os.getpid() != self._pid:
             return func(*args, **kwargs)
-        caller = self._callers.find(sys._getframe(1))
+        # f_back, not sys._getframe(1): on autograd's device threads no Python frame calls the op.
+        caller = self._callers.find(sys._getframe(0).f_back)
         if caller is None:
             return func(*args, **kwargs)
         inputs = fingerprints((args, kwargs), self._uninitialised)

@@ -45,6 +45,8 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     p.add_argument("--try-settings", action="store_true",
                    help="also re-run both sides under each of: strict deterministic algorithms, "
                         "CUBLAS_WORKSPACE_CONFIG=:4096:8, NVIDIA_TF32_OVERRIDE=0")
+    p.add_argument("--jobs", type=cli._positive_int, default=2,
+                   help="re-runs at a time (default: 2, the two sides together; 1 runs them one after the other)")
     cli.add_run_options(p.add_argument)
     cli.add_output_options(p)
     return {"locate": _cmd_locate}
@@ -63,7 +65,7 @@ def _cmd_locate(args: argparse.Namespace) -> int:
     result = session.locate(args.pair, baseline=baseline, candidate=candidate, repeat=args.repeat, step=args.step,
                             steps=args.steps, device=args.device, runs_dir=args.runs_dir, env=args.env,
                             strict_deterministic=args.strict_deterministic, try_settings=args.try_settings,
-                            invocation=cli._invocation("locate"))
+                            jobs=args.jobs, invocation=cli._invocation("locate"))
     if args.format == "json":
         text = to_json_text(result.to_json())
     else:

@@ -26,8 +26,8 @@ TRY_SETTINGS = (("strict deterministic (torch.use_deterministic_algorithms(True)
                 ("NVIDIA_TF32_OVERRIDE=0 (no TF32 anywhere)", {"NVIDIA_TF32_OVERRIDE": "0"}, False))
 
 # Outcomes of a trial (`SettingTrial.outcome`).
-GONE = "divergence gone"
-REMAINS = "divergence remains"
+NO_DIVERGENCE = "no divergence"
+DIVERGES = "diverges"
 FAILS = "run fails"
 
 
@@ -172,15 +172,35 @@ def _prepare(pair: Pair | None, baseline: str | None, candidate: str | None, rep
                   frozenset())
 
 
-def _deep_runs(sides: _Sides, step: int, device: str, root: Path) -> tuple[Path, Path]:
+def _record_all(runs: list[tuple[Side, Path, tuple[str, ...], str]], steps: int, device: str,
+                jobs: int) -> list[BaselineError | None]:
+    """Record each (side, out, skip_loads, label), `jobs` at a time; per run, the failure or None."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run: tuple[Side, Path, tuple[str, ...], str]) -> BaselineError | None:
+        side, out, skip, label = run
+        try:
+            record_side(side, out, steps=steps, device=device, skip_loads=skip, label=label)
+        except BaselineError as exc:
+            return exc
+        return None
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, runs))
+
+
+def _deep_runs(sides: _Sides, step: int, device: str, root: Path, jobs: int) -> tuple[Path, Path]:
     """Re-run both sides with deep capture of `step`; each process exits once that step is written."""
     env = {cfg.ENV_DEEP_STEP: str(step), cfg.ENV_DEEP_EXIT: "1"}
+    runs = [(dataclasses.replace(side, env={**side.env, **env}), root / name, skip,
+             f"{label} with deep capture of step {step}")
+            for side, label, skip, name in ((sides.baseline, sides.labels[0], sides.skip_loads[0], "deep-baseline"),
+                                            (sides.candidate, sides.labels[1], sides.skip_loads[1], "deep-candidate"))]
+    failures = _record_all(runs, sides.steps, device, jobs)
+    for failure in failures:
+        if failure is not None:
+            raise failure
     outs = []
-    for side, label, skip, name in ((sides.baseline, sides.labels[0], sides.skip_loads[0], "deep-baseline"),
-                                    (sides.candidate, sides.labels[1], sides.skip_loads[1], "deep-candidate")):
-        out = root / name
-        record_side(dataclasses.replace(side, env={**side.env, **env}), out, steps=sides.steps, device=device,
-                    skip_loads=skip, label=f"{label} with deep capture of step {step}")
+    for _, out, _, label in runs:
         deep_file = out / ds.DEEP_FILE_PATTERN.format(rank=0)
         if not deep_file.is_file():
             raise BaselineError(f"{label}: the re-run finished without reaching step {step} (no {deep_file.name}); "
@@ -189,23 +209,49 @@ def _deep_runs(sides: _Sides, step: int, device: str, root: Path) -> tuple[Path,
     return outs[0], outs[1]
 
 
-def _trial(sides: _Sides, setting: Setting, index: int, device: str, root: Path) -> SettingTrial:
+def _trials(sides: _Sides, settings: Sequence[Setting], device: str, root: Path, jobs: int) -> tuple[SettingTrial, ...]:
+    """Both sides re-run in full under each setting (all runs `jobs` at a time), each pair compared."""
     from parity import session
 
-    outs = (root / f"trial-{index}" / "baseline", root / f"trial-{index}" / "candidate")
-    try:
-        for side, label, skip, out in zip((sides.baseline, sides.candidate), sides.labels, sides.skip_loads, outs):
-            record_side(setting.apply(side), out, steps=sides.steps, device=device, skip_loads=skip,
-                        label=f"{label} under {setting.label}")
-    except BaselineError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        errors = [line for line in lines if "Error" in line]
-        return SettingTrial(setting, FAILS, detail=(errors or lines)[-1][:500])
-    comparison = session.compare(outs[0], outs[1], ignore_args=sides.ignore_args)
-    found = comparison.first_divergence
-    if found is None:
-        return SettingTrial(setting, GONE, detail=f"verdict {comparison.verdict}")
-    return SettingTrial(setting, REMAINS, found.get("step"), found.get("channel"), found.get("diagnosis", ""))
+    runs = [(setting.apply(side), root / f"trial-{i}" / name, skip, f"{label} under {setting.label}")
+            for i, setting in enumerate(settings)
+            for side, label, skip, name in zip((sides.baseline, sides.candidate), sides.labels, sides.skip_loads,
+                                               ("baseline", "candidate"))]
+    failures = _record_all(runs, sides.steps, device, jobs)
+    trials = []
+    for i, setting in enumerate(settings):
+        failed = [f for f in failures[2 * i:2 * i + 2] if f is not None]
+        if failed:
+            lines = [line.strip() for line in str(failed[0]).splitlines() if line.strip()]
+            errors = [line for line in lines if "Error" in line]
+            trials.append(SettingTrial(setting, FAILS, detail=(errors or lines)[-1][:500]))
+            continue
+        comparison = session.compare(runs[2 * i][1], runs[2 * i + 1][1], ignore_args=sides.ignore_args)
+        found = comparison.first_divergence
+        if found is None:
+            trials.append(SettingTrial(setting, NO_DIVERGENCE, detail=f"verdict {comparison.verdict}"))
+        else:
+            trials.append(SettingTrial(setting, DIVERGES, found.get("step"), found.get("channel"),
+                                       found.get("diagnosis", "")))
+    return tuple(trials)
+
+
+#: Deep re-runs at most, when re-runs diverge before the captured step (nondeterminism striking earlier).
+MAX_ATTEMPTS = 3
+
+
+def _earlier_divergence(found: DeepPair, deep_files: tuple[Path, Path], step: int,
+                        ignore_args: frozenset[str]) -> int | None:
+    """The step at which the deep re-runs themselves first diverged, when that is before `step` and the walk
+    could only say that the step started from different parameters."""
+    from parity import session
+    from parity.explain.locate import STARTING_STATE
+
+    if found.location is None or found.location.cause != STARTING_STATE:
+        return None
+    first = session.compare(deep_files[0].parent, deep_files[1].parent, ignore_args=ignore_args).first_divergence
+    earlier = (first or {}).get("step")
+    return earlier if earlier is not None and earlier < step else None
 
 
 def _steps_and_device(run: Path) -> tuple[int, str]:
@@ -217,7 +263,7 @@ def _steps_and_device(run: Path) -> tuple[int, str]:
 
 def locate(pair: Pair | None = None, *, baseline: str | None = None, candidate: str | None = None,
            repeat: bool = False, step: int | None = None, steps: int | None = None, device: str = "cpu",
-           runs_dir: str | Path = "runs", settings: Sequence[Setting] = (),
+           runs_dir: str | Path = "runs", settings: Sequence[Setting] = (), jobs: int = 2,
            invocation: Sequence[str] | None = None) -> LocateResult:
     """Find the step (first divergence, or `step`), deep-capture it on both sides, walk, and try `settings`."""
     from parity import session
@@ -233,18 +279,24 @@ def locate(pair: Pair | None = None, *, baseline: str | None = None, candidate: 
         raise ConfigError(f"--step {step}: {sides.runs[0]} recorded {available} steps (0..{available - 1})")
     chosen, source = (step, "--step") if step is not None else ((first or {}).get("step"), "first divergence")
     if chosen is None:
-        trials = tuple(_trial(sides, s, i, device, root) for i, s in enumerate(settings))
+        trials = _trials(sides, settings, device, root, jobs)
         return LocateResult(sides.labels, sides.runs, first, None, "no divergence", None, trials, device_name,
                             tuple(reproduce_block([], invocation)))
-    deep_files = _deep_runs(sides, chosen, device, root)
-    try:
-        found = locate_files(*deep_files)
-    except ds.DeepFileError as exc:
-        raise BaselineError(str(exc)) from None
-    trials = tuple(_trial(sides, s, i, device, root) for i, s in enumerate(settings))
+    for _ in range(MAX_ATTEMPTS):
+        deep_files = _deep_runs(sides, chosen, device, root, jobs)
+        try:
+            found = locate_files(*deep_files)
+        except ds.DeepFileError as exc:
+            raise BaselineError(str(exc)) from None
+        earlier = _earlier_divergence(found, deep_files, chosen, sides.ignore_args)
+        if earlier is None:
+            break
+        # Nondeterminism struck earlier in these re-runs than in the recorded ones: capture that step instead.
+        chosen, source = earlier, f"first divergence of the re-runs (the recorded runs diverged at {chosen})"
+    trials = _trials(sides, settings, device, root, jobs)
     commands = reproduce_block([f.parent for f in deep_files], invocation, records_runs=True, cuda=device == "cuda")
     return LocateResult(sides.labels, sides.runs, first, chosen, source, found, trials, device_name, tuple(commands))
 
 
-__all__ = ["FAILS", "GONE", "LocateResult", "REMAINS", "Setting", "SettingTrial", "TRY_SETTINGS", "locate",
+__all__ = ["DIVERGES", "FAILS", "LocateResult", "NO_DIVERGENCE", "Setting", "SettingTrial", "TRY_SETTINGS", "locate",
            "requested_settings", "side_from_run"]
