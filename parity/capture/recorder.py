@@ -18,6 +18,7 @@ import os
 import random
 import resource
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -30,6 +31,7 @@ import torch
 from parity.capture import digest, metadata, settings, sources, structure
 from parity.capture.batches import LoaderBatch, label_histogram
 from parity.capture.config import CaptureConfig
+from parity.capture.step_writer import StepWriter
 from parity.trace import schema
 from parity.trace.writer import TraceWriter
 
@@ -151,10 +153,12 @@ class Recorder:
         # Views of the parameters and optimizer state for the fused digests, reused across steps.
         self._sum_plans = digest.fused.PlanCache()
         self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
-        # A closed step whose device values are still being copied: (record, transfer).
-        self._in_flight: tuple[dict[str, Any], digest.Transfer] | None = None
+        # Steps are written from the trainer's thread and from the step writer's: one at a time.
+        self._write_lock = threading.Lock()
         #: The current step's transfer launched at its update, with the identity of what it carries.
         self._early_transfer: tuple[tuple[int, ...], digest.Transfer] | None = None
+        # Finishes GPU steps off the trainer's thread; started with the first such step.
+        self._step_writer: StepWriter | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
         self.update_listeners: list[Callable[[int, list[torch.Tensor], list[str]], None]] = []
         self.closed = False
@@ -181,10 +185,11 @@ class Recorder:
         if not self.active:
             return
         value = _jsonable(value)
-        if self._writer is None and not open_trace:
-            self._pending_meta.append((key, value))
-        else:
-            self._ensure_writer().write({"type": schema.META, "key": key, "value": value})
+        with self._write_lock:  # the step writer's thread may be opening the trace right now
+            if self._writer is None and not open_trace:
+                self._pending_meta.append((key, value))
+            else:
+                self._ensure_writer().write({"type": schema.META, "key": key, "value": value})
 
     def close(self, status: str = schema.END_OK, error: str | None = None) -> None:
         if not self.active:
@@ -192,6 +197,9 @@ class Recorder:
         if self._updated:
             self._write_step()
         self._flush_in_flight()
+        if self._step_writer is not None:
+            self._step_writer.stop()
+            self._step_writer = None
         if self._writer is not None:
             end = {"type": schema.END, "status": status, "steps": self._step, "load": metadata.load_average()}
             if error:
@@ -222,10 +230,10 @@ class Recorder:
     def _write_step(self) -> None:
         """Close the current step: launch its device-to-host copy, then write it once the values arrived.
 
-        A step whose device values are on a GPU is held (`_in_flight`) and written at the next update
-        (`after_update`, while the GPU runs the optimizer and the digests), when the next step closes,
-        or at `close`; the first event of a step, when a trainer that synchronised at the end of the
-        last step leaves the GPU idle, then pays only for closing the record. At most one step is held.
+        A step whose values are on the host is written at once. A step with values on a GPU goes to the
+        step writer's thread (`StepWriter`), which waits for them and writes it while this thread goes on;
+        its copy was usually launched at the update already (`_launch_early`). At most one such step is
+        pending: closing a step first waits until the one before it is written.
         """
         record = self._current
         pending, scalars, copies = _device_values(record)
@@ -241,22 +249,19 @@ class Recorder:
         self._flush_in_flight()
         if transfer.on_host:
             self._finish_step(record, transfer)
-        else:
-            self._in_flight = (record, transfer)
-
-    def _launch_early(self) -> None:
-        """At the update: start the step's device-to-host copy now and write the step held since the
-        last one, whose values have arrived by now; both overlap the GPU's optimizer and digest work."""
-        pending, scalars, copies = _device_values(self._current)
-        transfer = digest.Transfer(pending, scalars, copies)
-        self._early_transfer = (_identity(pending, scalars, copies), transfer)
-        if self._in_flight is not None and self._in_flight[1].ready():
-            self._flush_in_flight()
+            return
+        if self._step_writer is None:
+            self._step_writer = StepWriter(self._finish_step)
+        self._step_writer.put(record, transfer)
 
     def _flush_in_flight(self) -> None:
-        held, self._in_flight = self._in_flight, None
-        if held is not None:
-            self._finish_step(*held)
+        """Wait until every step handed to the step writer is written."""
+        if self._step_writer is not None:
+            self._step_writer.drain()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with self._write_lock:
+            self._ensure_writer().write(record)
 
     def _finish_step(self, record: dict[str, Any], transfer: digest.Transfer) -> None:
         """Write a closed step with its device values; if they cannot be had (a failed device), write
@@ -265,7 +270,7 @@ class Recorder:
             host = iter(transfer.finish())
         except Exception:
             self.capture_failed(f"step {record['step']}: device values")
-            self._ensure_writer().write(_without_device_values(record))
+            self._write(_without_device_values(record))
             return
         norm = record["grad_norm"]
         losses = [{**digest.float_bits(next(host))} for _ in record["losses"]]
@@ -284,7 +289,7 @@ class Recorder:
         sums = record[schema.F_PARAM_SUMS]
         if sums is not None:
             record[schema.F_PARAM_SUMS] = dict(zip(sums[0], map(digest.hex64, sums[1].sums)))
-        self._ensure_writer().write(record)
+        self._write(record)
 
     def event(self, name: str) -> None:
         if dynamo_tracing():
