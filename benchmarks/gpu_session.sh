@@ -7,6 +7,8 @@
 #   bash benchmarks/gpu_session.sh hf-sft   # one GPU: seed 004 (1B Llama, HF Trainer): pair report + speed benchmark
 #   bash benchmarks/gpu_session.sh hf-sft-ablate  # one GPU: seed 004, each changed argument alone
 #   bash benchmarks/gpu_session.sh overhead # one GPU: capture overhead, 168M and 1.1B presets, bf16
+#   bash benchmarks/gpu_session.sh lm       # one GPU: seed 002, throughput of both LM trainers + feature matrix
+#   bash benchmarks/gpu_session.sh locate   # one GPU: the op behind the histocc reference's own nondeterminism
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ]; then  # the device machine has no network: dependencies it lacks travel as wheels
@@ -47,6 +49,15 @@ case "${1:-single}" in
   overhead)
     python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute \
       --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
+    ;;
+  lm)
+    python3 benchmarks/lm_throughput.py --device cuda --preset full --dtype bf16 --steps 30 --skip 5 \
+      --json reports/gpu/lm-sample-vs-chunked-throughput.json > reports/gpu/lm-sample-vs-chunked-throughput.md
+    python3 -m parity features --pair gpu-lm-sample-vs-chunked --device cuda --steps 60 --runs-dir runs/features \
+      --no-test-mode --throughput reports/gpu/lm-sample-vs-chunked-throughput.json -o reports/gpu/lm-sample-vs-chunked.md
+    ;;
+  locate)
+    python3 -m parity locate --pair gpu-histocc-occpast --device cuda --repeat -o reports/gpu/histocc-nondeterminism.md
     ;;
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
