@@ -14,7 +14,8 @@ from parity.checks.base import Tolerance
 
 from conftest import REPO, TOY
 
-SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute", "features"]
+SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute", "features", "bisect",
+               "locate"]
 
 
 def _parity(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -56,6 +57,10 @@ def test_public_flags_are_frozen():
     assert flags["features"] == sorted(["--device", "--format", "--no-resume", "--no-test-mode", "--pair", "--runs-dir",
                                         "--same-stream-pair", "--steps", "--test-timeout", "--throughput", "-o", "--output",
                                         "-h", "--help"])
+    assert flags["bisect"] == sorted(["--bad", "--device", "--format", "--good", "--pair", "--repo", "--runs-dir", "--side",
+                                      "--steps", "--tolerance", "-o", "--output", "-h", "--help"])
+    assert flags["locate"] == sorted(["--device", "--env", "--format", "--jobs", "--pair", "--repeat", "--runs-dir", "--step",
+                                      "--steps", "--strict-deterministic", "--try-settings", "-o", "--output", "-h", "--help"])
     assert set(flags) == set(SUBCOMMANDS)
 
 
