@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from parity.capture.launch import RecordResult, record_command
 from parity.checks.base import Tolerance
 from parity.checks.compare import Comparison, compare_traces
 from parity.exceptions import ConfigError
-from parity.explain.bisect import BisectResult
 from parity.pairs import VERDICT, Pair, Side, load_pair
 from parity.checks.ranks import check_rank_consistency, check_sharded, compare_each_rank
 from parity.results import (AblationResult, CalibrationResult, GateFailure, GateResult, GoldenResult, PairRuns,
                             RanksResult, ReportResult, ResumeResult)
 from parity.sides import GIT_PREFIX, WORKING_TREE, record_side, resolve_side
 from parity.trace.reader import Run, Trace, load_run
+
+if TYPE_CHECKING:  # the explain commands import git and more: only when they run
+    from parity.explain.bisect import BisectResult
 
 __all__ = ["GateFailure", "GateResult", "PairRuns", "RanksResult", "ReportResult", "ablate", "compare", "compare_ranks",
            "compare_sharded", "compare_with_traces", "gate",
