@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from parity.ablate import final_loss, loss_effect, noise_floor, record_plan
-from parity.capture.launch import load_provenance
 from parity.checks.compare import Comparison, compare_traces
 from parity.checks.config import align_config_objects, config_changes, is_path_change
 from parity.exceptions import BaselineError, ConfigError
@@ -46,27 +45,6 @@ class _Planned:
     setting: AttributedSetting
     edit: Edit | None = None
     label: str | None = None
-
-
-def side_from_run(run_dir: Path, name: str) -> Side:
-    """The side that recorded `run_dir`, from its run.json: paths inside the run become {out} again."""
-    provenance = load_provenance(run_dir)
-    if not provenance or not provenance.get("command"):
-        raise ConfigError(f"{run_dir}: no run.json with the recorded command line; give run directories "
-                          "recorded by `parity record` (or a pair with --pair NAME)")
-    out, python = provenance.get("out"), provenance.get("python")
-
-    def template(tokens: list[str]) -> tuple[str, ...]:
-        parts = []
-        for token in tokens:
-            literal = token.replace("{", "{{").replace("}", "}}")
-            parts.append("{python}" if python and token == python else literal.replace(out, "{out}") if out else literal)
-        return tuple(parts)
-
-    setup = provenance.get("setup") or {}
-    return Side(name=name, command=template(provenance["command"]), cwd=Path(provenance["cwd"]),
-                env=provenance.get("env") or {}, seed=provenance.get("seed"),
-                deterministic=bool(provenance.get("deterministic")), setup=template(setup.get("command") or []))
 
 
 def _objects(trace: Trace) -> dict[str, Any]:
@@ -244,7 +222,9 @@ def attribute(pair: Pair | None = None, *, baseline_dir: Path | None = None, can
     else:
         if baseline_dir is None or candidate_dir is None:
             raise ConfigError("give --pair NAME, or two run directories A B")
-        baseline, candidate = side_from_run(Path(baseline_dir), "baseline"), side_from_run(Path(candidate_dir), "candidate")
+        from parity.explain.locate_runs import side_from_run  # one reading of run.json for every explanation
+
+        (baseline, _), (candidate, _) = side_from_run(baseline_dir, "baseline"), side_from_run(candidate_dir, "candidate")
         name, ignore = f"{Path(baseline_dir).name}-vs-{Path(candidate_dir).name}", frozenset()
         root = runs_dir / "attribute" / name
         traces = {"baseline": load_run(baseline_dir).primary, "candidate": load_run(candidate_dir).primary}
