@@ -263,4 +263,4 @@ def attribute(pair: Pair | None = None, *, baseline_dir: Path | None = None, can
     return AttributionResult(name, comparison, settings, noise, rest, rest_settings,
                              conclude(settings, comparison, rest, rest_settings, noise),
                              _reproduce(pair, (Path(baseline_dir), Path(candidate_dir)) if pair is None else None,
-                                        steps, device, (baseline, candidate)), finals)
+                                        steps, device, (baseline, candidate)), dict(sorted(finals.items())))

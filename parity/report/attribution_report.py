@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from parity.results import AttributedSetting, AttributionResult
 
@@ -16,11 +16,11 @@ def value_text(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def revert_text(s: AttributedSetting) -> str:
-    """How the setting was set back, as command-line tokens (or its options removed, leaving the default)."""
-    if s.added:
-        return "`" + " ".join(s.added) + "`"
-    return f"removed `{' '.join(s.removed)}`" if s.removed else "-"
+def revert_text(added: Sequence[str], removed: Sequence[str]) -> str:
+    """How a setting was set back, as command-line tokens (or its options removed, leaving the default)."""
+    if added:
+        return f"`{' '.join(added)}`"
+    return f"`removed {' '.join(removed)}`" if removed else "-"
 
 
 def _cell(text: str) -> str:
@@ -29,7 +29,7 @@ def _cell(text: str) -> str:
 
 def _row(s: AttributedSetting) -> str:
     vs_base = s.vs_baseline.verdict if s.vs_baseline is not None else "-"
-    cells = [f"`{s.name}`", value_text(s.baseline), value_text(s.candidate), revert_text(s), f"**{s.verdict}**",
+    cells = [f"`{s.name}`", value_text(s.baseline), value_text(s.candidate), revert_text(s.added, s.removed), f"**{s.verdict}**",
              pct(s.effect), vs_base, s.note]
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 

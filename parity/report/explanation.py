@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from parity.exceptions import ConfigError
-from parity.report.attribution_report import pct, value_text
+from parity.report.attribution_report import pct, revert_text, value_text
 
 KINDS = ("locate", "bisect", "attribute")
 _DOCS = "README.md#commands"
@@ -90,8 +90,8 @@ def _bisect(data: dict[str, Any]) -> list[str]:
 
 
 def _setting_row(s: dict[str, Any]) -> str:
-    how = " ".join(s.get("revert_args") or []) or (f"removed {' '.join(s['removed_args'])}" if s.get("removed_args") else "-")
-    cells = [f"`{_get(s, 'name')}`", f"{value_text(s.get('baseline'))} -> {value_text(s.get('candidate'))}", f"`{how}`",
+    how = revert_text(s.get("revert_args") or [], s.get("removed_args") or [])
+    cells = [f"`{_get(s, 'name')}`", f"{value_text(s.get('baseline'))} -> {value_text(s.get('candidate'))}", how,
              f"**{_get(s, 'verdict')}**", pct(s.get("final_loss_rel_change")), "yes" if s.get("explains_all") else "no"]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
