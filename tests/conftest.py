@@ -20,6 +20,18 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 TOY = REPO / "tests" / "toy"
+#: Where `pytest parity/` records the bundled pairs (its default --parity-runs-dir): a pair side recorded
+#: through this folder's run cache is recorded once, whether a test or a gate item needs it first.
+PAIR_RUNS = REPO / "runs" / "pytest"
+
+
+def record_pair_side(side, out: Path, steps: int) -> Path:
+    """Record one side of a bundled pair into `out` through the run cache `pytest parity/` uses."""
+    from parity.sides import record_side
+
+    record_side(side, out, steps=steps, device="cpu", cache_dir=PAIR_RUNS / ".cache", label=out.name)
+    return out
+
 
 _PATCHED = [
     (torch.optim.Optimizer, "__init__"), (torch.optim.Optimizer, "zero_grad"), (torch.optim.Optimizer, "load_state_dict"),

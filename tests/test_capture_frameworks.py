@@ -15,10 +15,11 @@ import torch
 
 import parity
 from parity import session
+from parity.pairs import load_pair
 from parity.trace import schema
 from parity.trace.reader import load_run
 
-from conftest import REPO
+from conftest import REPO, record_pair_side
 
 FRAMEWORKS = REPO / "tests" / "frameworks"
 STEPS = 4
@@ -30,15 +31,6 @@ def _steps(run: Path) -> list[dict]:
 
 def _config_objects(run: Path) -> dict:
     return load_run(run).primary.meta[schema.META_CONFIG_OBJECTS]
-
-
-def _record(out: Path, script: str, *args: str) -> Path:
-    command = [sys.executable, "-m", "parity", "record", "--out", str(out), "--seed", "0", "--",
-               sys.executable, str(FRAMEWORKS / script), "--max-steps", str(STEPS), "--output-dir", str(out / "output"),
-               *args]
-    done = subprocess.run(command, capture_output=True, text=True, env={**_env(), "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
 
 
 def _env() -> dict[str, str]:
@@ -80,13 +72,24 @@ def test_two_step_clip_records_the_norm_before_clipping(tmp_path):
     assert schema.EV_CLIP in step["events"]
 
 
+def _record_pairs(root: Path, base_pair: str, candidates: dict[str, str]) -> dict[str, Path]:
+    """The framework pairs' shared baseline ("base") and the named pairs' candidates, recorded from the pair
+    files through the cache `pytest parity/` uses for them (its gates record the same candidates)."""
+    base = load_pair(base_pair).baseline
+    assert base.budget("cpu", None) == STEPS
+    runs = {"base": record_pair_side(base, root / "base", STEPS)}
+    for name, pair in candidates.items():
+        sides = load_pair(pair)
+        assert sides.baseline.command == base.command, f"{pair} shares the baseline"
+        runs[name] = record_pair_side(sides.candidate, root / name, STEPS)
+    return runs
+
+
 # -- HF Trainer ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hf_runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hf")
-    runs = {"base": ("hf_trainer/train.py",), "clip": ("variants/hf_clip.py",),
-            "no_accum": ("variants/hf_no_accum.py",), "logging": ("variants/hf_logging.py",)}
-    return {name: _record(root / name, *script) for name, script in runs.items()}
+    return _record_pairs(tmp_path_factory.mktemp("hf"), "fw-hf-clip", {
+        "clip": "fw-hf-clip", "no_accum": "fw-hf-accumulation", "logging": "fw-hf-logging"})
 
 
 @pytest.mark.slow
@@ -133,9 +136,8 @@ def test_hf_logging_and_saving_are_identical(hf_runs):
 # -- accelerate loop -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def acc_runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("accelerate")
-    runs = {"base": ("accelerate_loop/train.py",), "no_accum": ("variants/acc_no_accum.py",)}
-    return {name: _record(root / name, *script) for name, script in runs.items()}
+    return _record_pairs(tmp_path_factory.mktemp("accelerate"), "fw-accelerate-accumulation",
+                         {"no_accum": "fw-accelerate-accumulation"})
 
 
 @pytest.mark.slow
@@ -172,7 +174,7 @@ def test_accelerate_overflow_step_is_skipped(tmp_path):
 # -- TRL -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory) -> Path:
-    return _record(tmp_path_factory.mktemp("trl") / "sft", "trl_sft/train.py")
+    return _record_pairs(tmp_path_factory.mktemp("trl"), "fw-trl-logging", {})["base"]
 
 
 @pytest.mark.slow

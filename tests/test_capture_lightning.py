@@ -19,13 +19,11 @@ from parity import session
 from parity.capture.frameworks import lightning as shim
 from parity.checks.compare import Comparison
 from parity.pairs import load_pair
-from parity.sides import record_side
 from parity.trace import schema
 from parity.trace.reader import Trace, load_run
 
-from conftest import REPO
+from conftest import record_pair_side
 
-RUNS = REPO / "runs" / "pytest"
 STEPS = 6  # the pair files' cpu steps: runs cached here serve `pytest parity/` too
 CANDIDATES = ("accumulate", "clip-changed", "logging-checkpoints")
 
@@ -134,19 +132,15 @@ def test_trainer_settings_resolve_flags_and_describe_objects():
 
 
 # -- the Lightning test bed, recorded -----------------------------------------------------------------
-def _record(side, out: Path) -> Path:
-    record_side(side, out, steps=STEPS, device="cpu", cache_dir=RUNS / ".cache", label=out.name)
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """The shared baseline ("base") and each candidate of CANDIDATES."""
     root = tmp_path_factory.mktemp("lightning")
     pairs = {name: load_pair(f"fw-lightning-{name}") for name in CANDIDATES}
-    base = _record(pairs[CANDIDATES[0]].baseline, root / "base")
+    base = record_pair_side(pairs[CANDIDATES[0]].baseline, root / "base", STEPS)
     with ThreadPoolExecutor(max_workers=2) as pool:  # two cores; each side runs with OMP_NUM_THREADS=1
-        futures = {name: pool.submit(_record, pair.candidate, root / name) for name, pair in pairs.items()}
+        futures = {name: pool.submit(record_pair_side, pair.candidate, root / name, STEPS)
+                   for name, pair in pairs.items()}
         return {"base": base} | {name: future.result() for name, future in futures.items()}
 
 

@@ -18,17 +18,15 @@ import pytest
 
 from parity import session
 from parity.checks.compare import Comparison
-from parity.pairs import Pair, Side, load_pair
-from parity.sides import record_side
+from parity.pairs import Pair, load_pair
 from parity.trace import schema
 from parity.trace.reader import load_run
 
-from conftest import REPO
+from conftest import REPO, record_pair_side
 
 pytestmark = pytest.mark.slow
 
 FORKS_DIR = REPO / "tests" / "forks"
-RUNS = REPO / "runs" / "pytest"
 STEPS = 24  # the pair files' cpu steps, so that runs cached here serve `pytest parity/` too
 MODEL_CLASS = "TabularClassifier"
 BENIGN = ["compiled", "forward_direct", "output_dir_changed"]
@@ -55,20 +53,15 @@ def _pair(fork: str) -> Pair:
     return load_pair(f"fork-{fork.replace('_', '-')}")
 
 
-def _record(side: Side, out: Path) -> Path:
-    # The cache `pytest parity/` uses for these pair files: whichever runs second reuses the runs.
-    record_side(side, out, steps=STEPS, device="cpu", cache_dir=RUNS / ".cache", label=out.name)
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Run directory of the shared baseline ("base") and of each fork."""
     root = tmp_path_factory.mktemp("forks")
-    base = _record(_pair(FORKS[0]).baseline, root / "base")  # alone: forks in parallel would race to cache it
+    # Alone: forks recorded in parallel would race to cache it.
+    base = record_pair_side(_pair(FORKS[0]).baseline, root / "base", STEPS)
     # Two at a time: the CI machine has two cores and every side runs with OMP_NUM_THREADS=1.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {fork: pool.submit(_record, _pair(fork).candidate, root / fork) for fork in FORKS}
+        futures = {fork: pool.submit(record_pair_side, _pair(fork).candidate, root / fork, STEPS) for fork in FORKS}
         return {"base": base} | {fork: future.result() for fork, future in futures.items()}
 
 
