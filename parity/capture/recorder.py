@@ -254,6 +254,12 @@ class Recorder:
             self._step_writer = StepWriter(self._finish_step)
         self._step_writer.put(record, transfer)
 
+    def _launch_early(self) -> None:
+        """At the update, start the step's device-to-host copy, so that it overlaps the GPU's optimizer and
+        digest work; `_write_step` uses it if nothing was added to the step since."""
+        pending, scalars, copies = _device_values(self._current)
+        self._early_transfer = (_identity(pending, scalars, copies), digest.Transfer(pending, scalars, copies))
+
     def _flush_in_flight(self) -> None:
         """Wait until every step handed to the step writer is written."""
         if self._step_writer is not None:
@@ -465,13 +471,18 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if _on_gpu():
             self._launch_early()
         if self.update_listeners:
             params = _optimizer_params(optimizer)
             names = self._sum_names(params)
             for listener in self.update_listeners:
                 listener(record["step"], params, names)
+
+
+def _on_gpu() -> bool:
+    """CUDA is in use: step values wait on a GPU, so their copies start at the update (`_launch_early`)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], list[torch.Tensor], list[digest.HostCopy]]:
