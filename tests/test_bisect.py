@@ -112,6 +112,12 @@ def test_finds_the_planted_commit_and_skips_the_broken_one(repo):
     assert data["runs_recorded"] == len(data["tested"]) + 1  # and the good revision's reference run
     assert data["last_good"] == _sha(repo, f"HEAD~{COMMITS - PLANTED + 1}")
     assert data["reproduce"][0].startswith("parity bisect --pair tiny.toml --side candidate --good ")
+    # What `parity report --explain` reads from it.
+    from parity.report.explanation import check_explanation, explanation_lines
+
+    assert (data["kind"], data["commit"], data["subject"]) == ("bisect", planted, data["first_bad"]["subject"])
+    check_explanation(data, "bisect.json")
+    assert any(planted[:7] in line for line in explanation_lines([data]))
     assert "bisect: testing" in proc.stderr and "left, ~" in proc.stderr
     # The user's checkout is untouched and no worktree is left registered.
     assert _git(repo, "status", "--porcelain", "--untracked-files=no") == ""

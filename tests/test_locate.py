@@ -54,6 +54,13 @@ def test_swapped_activation_is_named_with_its_module_and_op(runs: dict[str, Path
     (difference,) = where["differences"]
     assert difference["shape"] == [32, 64] and 0 < difference["max_abs"] < 1e-3
     assert found["reproduce"], "the report says how to reproduce it"
+    # The saved JSON is what `parity report --explain` reads: its contract fields, rendered.
+    from parity.report.explanation import check_explanation, explanation_lines
+
+    assert (found["kind"], found["module"], found["op"], found["phase"]) == ("locate", "act2", "aten.gelu.default",
+                                                                             ds.PHASE_FORWARD)
+    check_explanation(found, "locate.json")
+    assert any("aten.gelu.default" in line for line in explanation_lines([found]))
 
 
 @pytest.mark.slow

@@ -88,7 +88,10 @@ class BisectResult:
         return [t for t in self.tested if t.verdict == SKIP]
 
     def to_json(self) -> dict[str, Any]:
-        return {"pair": self.pair, "side": self.side, "status": self.status,
+        # kind/commit/subject are the Explanation section's contract (report/explanation.py).
+        return {"kind": "bisect", "commit": self.first_bad.sha if self.first_bad else None,
+                "subject": self.first_bad.subject if self.first_bad else None,
+                "pair": self.pair, "side": self.side, "status": self.status,
                 "good": {"rev": self.good, "sha": self.good_sha}, "bad": {"rev": self.bad, "sha": self.bad_sha},
                 "commits": self.commits, "first_bad": self.first_bad.to_json() if self.first_bad else None,
                 "message": self.message or None, "last_good": self.last_good,

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from parity.capture import config as cfg
 from parity.capture.launch import load_provenance
 from parity.exceptions import BaselineError, ConfigError
-from parity.explain.locate import DeepPair, locate_files
+from parity.explain.locate import DeepPair, describe, locate_files
 from parity.pairs import Pair, Side
 from parity.sides import record_side
 from parity.trace import deep as ds
@@ -98,7 +98,12 @@ class LocateResult:
         return self.deep is not None and self.deep.location is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": "LOCATED" if self.located else "NO_DIFFERING_OP", "labels": list(self.labels),
+        # The top-level module/op/phase/diagnosis are the Explanation section's contract (report/explanation.py).
+        location = self.deep.location if self.deep is not None else None
+        where = describe(location.record) if location is not None else {}
+        return {"kind": "locate", "module": where.get("module"), "op": where.get("op"), "phase": where.get("phase"),
+                "diagnosis": location.explanation if location is not None else None,
+                "status": "LOCATED" if self.located else "NO_DIFFERING_OP", "labels": list(self.labels),
                 "runs": [str(p) for p in self.runs], "first_divergence": self.first_divergence, "step": self.step,
                 "step_source": self.step_source, "device": self.device,
                 "deep": None if self.deep is None else self.deep.to_json(),
