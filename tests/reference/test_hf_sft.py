@@ -127,17 +127,22 @@ def test_bad_flag_values_are_refused(tmp_path: Path, flag: str, value: str) -> N
 
 @pytest.mark.slow
 def test_cpu_pair_is_different_and_names_the_changed_training_arguments(tmp_path: Path) -> None:
+    from conftest import record_pair_side
     from parity import session
 
-    result = session.report("hf-trainer-before-vs-after", steps=3, runs_dir=tmp_path)
-    assert result.comparison.verdict == "DIFFERENT"
-    config = result.comparison.finding("config")
+    # The pair's own sides and budget, through the run cache its gate item uses: the candidate is recorded once.
+    pair = session.load("hf-trainer-before-vs-after")
+    steps = pair.candidate.budget("cpu", None)
+    runs = [record_pair_side(side, tmp_path / side.name, steps) for side in pair.sides()]
+    comparison = session.compare(*runs, ignore_args=pair.ignore_args, tolerances=session.tolerances(pair))
+    assert comparison.verdict == "DIFFERENT"
+    config = comparison.finding("config")
     # Found in the TrainingArguments the Trainer holds, not only in the script's own parsed flags.
     found = [c["path"] for c in config.evidence["changes"] if "config_objects" in c["path"] and "run:args" not in c["path"]]
     for name in ("gradient_accumulation_steps", "dataloader_num_workers", "dataloader_prefetch_factor",
                  "gradient_checkpointing"):
         assert any(path.endswith(f"['{name}']") for path in found), found
-    assert result.comparison.finding("lr_schedule").status == "IDENTICAL"
+    assert comparison.finding("lr_schedule").status == "IDENTICAL"
 
 
 @pytest.mark.slow
