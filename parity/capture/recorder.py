@@ -155,8 +155,6 @@ class Recorder:
         self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
         # Steps are written from the trainer's thread and from the step writer's: one at a time.
         self._write_lock = threading.Lock()
-        #: The current step's transfer launched at its update, with the identity of what it carries.
-        self._early_transfer: tuple[tuple[int, ...], digest.Transfer] | None = None
         # Finishes GPU steps off the trainer's thread; started with the first such step.
         self._step_writer: StepWriter | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
@@ -231,17 +229,13 @@ class Recorder:
         """Close the current step: launch its device-to-host copy, then write it once the values arrived.
 
         A step whose values are on the host is written at once. A step with values on a GPU goes to the
-        step writer's thread (`StepWriter`), which waits for them and writes it while this thread goes on;
-        its copy was usually launched at the update already (`_launch_early`). At most one such step is
+        step writer's thread (`StepWriter`), which waits for them and writes it while this thread goes on.
+        (Launching the copy at the update instead was tried and never measured on a GPU.) At most one such step is
         pending: closing a step first waits until the one before it is written.
         """
         record = self._current
         pending, scalars, copies = _device_values(record)
-        early, self._early_transfer = self._early_transfer, None
-        if early is not None and early[0] == _identity(pending, scalars, copies):
-            transfer = early[1]  # launched at the update; nothing was added to the step since
-        else:
-            transfer = digest.Transfer(pending, scalars, copies)
+        transfer = digest.Transfer(pending, scalars, copies)
         self._step += 1
         self._current = self._new_step()
         self._updated = False
@@ -253,12 +247,6 @@ class Recorder:
         if self._step_writer is None:
             self._step_writer = StepWriter(self._finish_step)
         self._step_writer.put(record, transfer)
-
-    def _launch_early(self) -> None:
-        """At the update, start the step's device-to-host copy, so that it overlaps the GPU's optimizer and
-        digest work; `_write_step` uses it if nothing was added to the step since."""
-        pending, scalars, copies = _device_values(self._current)
-        self._early_transfer = (_identity(pending, scalars, copies), digest.Transfer(pending, scalars, copies))
 
     def _flush_in_flight(self) -> None:
         """Wait until every step handed to the step writer is written."""
@@ -471,18 +459,11 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
-        if _on_gpu():
-            self._launch_early()
         if self.update_listeners:
             params = _optimizer_params(optimizer)
             names = self._sum_names(params)
             for listener in self.update_listeners:
                 listener(record["step"], params, names)
-
-
-def _on_gpu() -> bool:
-    """CUDA is in use: step values wait on a GPU, so their copies start at the update (`_launch_early`)."""
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], list[torch.Tensor], list[digest.HostCopy]]:
@@ -498,11 +479,6 @@ def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], 
     if norm is not None:
         scalars.append(norm["tensor"])
     return pending, scalars, copies
-
-
-def _identity(*groups: list) -> tuple[int, ...]:
-    """The objects a transfer carries, by identity: equal when nothing was added or replaced since."""
-    return tuple(id(x) for group in groups for x in group)
 
 
 def _without_device_values(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""The GPU-only path of the recorder (steps finished on the step writer's thread), exercised on the CPU:
+a trace recorded through it equals one recorded without, in order, with no capture error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import parity
+from parity.capture import recorder
+
+
+def _train(out) -> list[dict]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.AdamW(model.parameters())
+    data = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    with parity.record(out):
+        for x, y in torch.utils.data.DataLoader(data, batch_size=8):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    return [json.loads(line) for line in (out / "trace-rank0.jsonl").read_text().splitlines()]
+
+
+def _steps(records: list[dict]) -> list[dict]:
+    volatile = ("wall_ms", "peak_mem_bytes")
+    return [{k: v for k, v in r.items() if k not in volatile} for r in records if r["type"] == "step"]
+
+
+def test_steps_finished_on_the_step_writer_thread_are_the_same_and_in_order(tmp_path, monkeypatch) -> None:
+    plain = _train(tmp_path / "plain")
+    monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
+    threaded = _train(tmp_path / "threaded")
+    assert not [r for r in threaded if r.get("key") == "capture_error"]
+    assert _steps(threaded) == _steps(plain)
+    assert [r["type"] for r in threaded][-1] == "end"
