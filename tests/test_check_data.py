@@ -83,3 +83,12 @@ def test_loader_batches_differ_first() -> None:
         a["loader"], b["loader"] = [f"l{i}"], [f"l{i}" if i < 1 else f"other{i}"]
     f = check_data(base, cand)
     assert f.first_divergent_step == 1 and "DataLoader's batches differ" in f.summary
+
+
+def test_without_dataloader_batches_no_augmentation_is_claimed() -> None:
+    """A loop that feeds the model itself: differing inputs are not blamed on augmentation."""
+    cand = BATCHES[:2] + [[_batch(99)]] + BATCHES[3:]
+    f = check_data(_trace(*BATCHES), _trace(*cand))
+    assert f.status == schema.DIFFERENT and f.first_divergent_step == 2
+    assert f.evidence["kind"] == "data_content" and "no DataLoader" in f.evidence["how"]
+    assert "augmentation" not in f.summary

@@ -131,7 +131,8 @@ def _dataset_differences(baseline: Trace, candidate: Trace) -> dict[str, Any] | 
     return out
 
 
-def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int | None, n: int) -> dict[str, Any]:
+def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int | None, n: int,
+              loader_compared: bool = True) -> dict[str, Any]:
     """What kind of data difference this is, with the evidence that decides it."""
     a, b = baseline.steps[first], candidate.steps[first]
     evidence: dict[str, Any] = {}
@@ -175,6 +176,11 @@ def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int |
     if datasets is not None and not datasets["data_attrs"] and not datasets["length"]:
         return {"kind": AUGMENTATION, "how": "the datasets hold the same prepared data, but the batches differ: "
                 "augmentation, transforms or their random streams (workers, seeds) differ", **evidence}
+    if not loader_compared:
+        # Without DataLoader batches on both sides nothing tells raw data, its preparation and its
+        # batching apart: say so rather than name one of them.
+        return {"kind": CONTENT, "how": "no DataLoader batches were recorded (the loop feeds the model itself), so "
+                "the data, its preparation and its batching cannot be told apart: the model's inputs differ", **evidence}
     if loader_first is None:
         return {"kind": AUGMENTATION, "how": "the DataLoader's batches are identical, the model's inputs are not: "
                 "augmentation or noise applied in the training loop differs", **evidence}
@@ -253,7 +259,7 @@ def check_data(baseline: Trace, candidate: Trace) -> Finding:
                        "split into a different number of micro-batches", None, evidence)
     first = min(firsts.values())
     n = min(len(baseline.steps), len(candidate.steps))
-    kind = _classify(baseline, candidate, first, firsts.get(F_LOADER), n)
+    kind = _classify(baseline, candidate, first, firsts.get(F_LOADER), n, bool(evidence["loader_steps_compared"]))
     evidence.update(kind)
     where = "the DataLoader's batches" if firsts.get(F_LOADER) == first else "the model's inputs"
     return Finding("data", schema.DIFFERENT, f"{where} differ from step {first}: {kind['how']}", first, evidence)
