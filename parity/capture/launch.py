@@ -290,10 +290,8 @@ def _run_and_describe(command: Sequence[str], out: Path, *, seed: int | None, de
     interrupted_by = received[0] if received else None
     # A report's Reproduce block must also set the numerics variables the trainer inherited from this
     # shell (an exported OMP_NUM_THREADS changes CPU results); parity sets PARITY_* and, with a seed,
-    # PYTHONHASHSEED itself. Imported here: metadata imports torch, which recording never needs.
-    from parity.capture.config import NUMERICS_ENV
-
-    inherited = {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ and k not in (env or {})
+    # PYTHONHASHSEED itself.
+    inherited = {k: os.environ[k] for k in cfg.NUMERICS_ENV if k in os.environ and k not in (env or {})
                  and not k.startswith("PARITY_") and not (k == "PYTHONHASHSEED" and seed is not None)}
     provenance = {"command": list(command), "cwd": str(Path(cwd or ".").resolve()), "out": str(out.resolve()),
                   "seed": seed, "deterministic": deterministic, "level": level, "skip_loads": list(skip_loads),
