@@ -419,8 +419,8 @@ def features(a: str | Path | None = None, b: str | Path | None = None, *, pair: 
         a, b = runs.baseline, runs.candidate
         if pair.resume is not None and resume:
             resume_result = resume_check(pair, runs_dir=runs_dir, device=device)
-            script = next((p for p in pair.resume.run if p.endswith(".py")), None)
-            sides = tuple(script is not None and script in s.command for s in pair.sides())
+            entry = _entry_point(pair.resume.run)
+            sides = tuple(entry is not None and _entry_point(s.command) == entry for s in pair.sides())
         elif pair.resume is not None:
             resume_result = "skipped (--no-resume)"
     if a is None or b is None:
@@ -441,6 +441,16 @@ def features(a: str | Path | None = None, b: str | Path | None = None, *, pair: 
         labels = tuple(f"{name}: {side_label(Path(d), load_run(d).primary)}" for name, d in (("baseline", a), ("candidate", b)))
     return build_matrix(a, b, labels=labels, test_mode=test_mode, test_timeout=test_timeout, resume=resume_result,
                         resume_sides=sides, throughput=bench, same_stream=same_stream, reproduce=commands)
+
+
+def _entry_point(command: Sequence[str]) -> str | None:
+    """The trainer a command runs: its first `.py` script, or the module after `-m`."""
+    for i, part in enumerate(command):
+        if part.endswith(".py"):
+            return part
+        if part == "-m" and i + 1 < len(command):
+            return command[i + 1]
+    return None
 
 
 def attribute(pair: str | Path | Pair | None = None, *, baseline: str | Path | None = None,

@@ -305,3 +305,11 @@ def test_usage_errors_exit_2(capsys):
     assert "give two run directories" in capsys.readouterr().err
     assert cli.main(["features", "x", "y", "--pair", "toy-logging"]) == 2
     assert cli.main(["features", "x", "y", "--throughput", "/nonexistent.json"]) == 2
+
+
+def test_the_resume_protocol_is_matched_to_its_side_by_script_or_module() -> None:
+    from parity.session import _entry_point
+
+    assert _entry_point(["{python}", "-m", "implementations.lm_chunked.train", "--steps", "3"]) == "implementations.lm_chunked.train"
+    assert _entry_point(["{python}", "tests/toy/train.py", "--steps", "3"]) == "tests/toy/train.py"
+    assert _entry_point(["torchrun", "--nproc-per-node", "2"]) is None

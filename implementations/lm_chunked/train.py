@@ -70,7 +70,7 @@ class ChunkTrainer:
             if metrics is None:
                 return step
             self._report(metrics)
-        return s.config.total_steps
+        return s.config.last_step
 
 
 def main(argv: list[str] | None = None) -> int:

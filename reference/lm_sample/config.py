@@ -71,6 +71,8 @@ class TrainingConfig:
     corpus_seed: int = 0
     viz_dpi: int = 60
     resume: Path | None = None
+    stop_after: int | None = None
+    """Stop after this many steps of a schedule that still spans `total_steps` (a resume check's first leg)."""
     test: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     """Options of one trainer only (pack, tokens_per_chunk): recorded in checkpoints with the rest."""
@@ -78,6 +80,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"--preset {self.preset!r}: use one of {', '.join(PRESETS)}")
+        if self.stop_after is not None and not 0 < self.stop_after <= self.total_steps:
+            raise ValueError(f"--stop-after {self.stop_after}: give a step count between 1 and the run's {self.total_steps}")
         for name in ("total_steps", "viz_interval", "checkpoint_interval", "display_every", "moving_average_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -98,6 +102,11 @@ class TrainingConfig:
     @property
     def viz_dir(self) -> Path:
         return self.output_dir / "training_viz"
+
+    @property
+    def last_step(self) -> int:
+        """Steps this run ends after: `total_steps`, or `stop_after` when given."""
+        return self.stop_after or self.total_steps
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -125,6 +134,8 @@ def add_shared_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--warmup-steps", type=int, default=100, help="linear warmup, then cosine decay to 10%%")
     run.add_argument("--test", action="store_true", help="test mode: a few steps at the tiny preset, small intervals")
     run.add_argument("--resume", type=Path, default=None, help="checkpoint_step_N.bin of a 3-file checkpoint set")
+    run.add_argument("--stop-after", type=int, default=None,
+                     help="stop after N steps while the schedule still spans the whole run (resume checks)")
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", type=Path, default=Path("data/shards"),
                       help="text shards (shard_*.txt); a synthetic corpus is written there if none exists")
@@ -157,4 +168,4 @@ def config_from_args(args: argparse.Namespace, total_steps: int, **extra: Any) -
         tokenizer=args.tokenizer, device=args.device, dtype=args.dtype, seed=args.seed, lr=args.lr,
         warmup_steps=args.warmup_steps, viz_interval=args.viz_interval, checkpoint_interval=args.checkpoint_interval,
         display_every=args.display_every, fetch_timeout=args.fetch_timeout, viz_dpi=args.viz_dpi,
-        corpus_seed=args.corpus_seed, resume=args.resume, test=args.test, extra=extra)
+        corpus_seed=args.corpus_seed, resume=args.resume, stop_after=args.stop_after, test=args.test, extra=extra)

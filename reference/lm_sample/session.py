@@ -131,7 +131,7 @@ class TrainingSession:
 
     def remaining_steps(self, desc: str) -> tqdm:
         """A tqdm progress bar over the steps still to run (from the resume step on)."""
-        return tqdm(range(self.start_step, self.config.total_steps), initial=self.start_step,
+        return tqdm(range(self.start_step, self.config.last_step), initial=self.start_step,
                     total=self.config.total_steps, desc=desc, mininterval=1.0, dynamic_ncols=True)
 
     def run_step(self, step: int, next_batch: Callable[[], Batch],

@@ -60,7 +60,7 @@ class SampleTrainer:
                 return step
             progress.set_postfix(loss=f"{metrics.loss:.4f}", acc=f"{metrics.accuracy:.1%}",
                                  tok_s=f"{metrics.tokens_per_second:,.0f}")
-        return s.config.total_steps
+        return s.config.last_step
 
 
 def main(argv: list[str] | None = None) -> int:
