@@ -1,8 +1,8 @@
-"""Variant, special: noise of scale 1e-6 from an os.urandom-seeded generator is added to each input.
+"""Variant, special: noise of scale 1e-4 from an os.urandom-seeded generator is added to each input.
 
 Two runs of this script differ from each other in the input batch from step 0 on; the global
-RNG is untouched. The noise is near fp32 resolution, so the step-0 loss, and sometimes the
-pre-clip grad norm, can still come out bit-equal; the parameters after step 0 differ.
+RNG is untouched. At 1e-4 the loss differs in (nearly) every step; at 1e-6, near fp32 resolution,
+whole 10-step runs came out with bit-equal losses, which left a noise floor of zero to measure.
 """
 
 import os
@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from train import Trainer, main  # noqa: E402
 
 
-NOISE_SCALE = 1e-6
+NOISE_SCALE = 1e-4
 
 
 class NondeterministicTrainer(Trainer):
