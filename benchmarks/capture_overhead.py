@@ -313,7 +313,7 @@ def main() -> int:
         torch.set_num_threads(args.threads or 1)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    print("command: " + " ".join(shlex.quote(a) for a in ["python", *sys.argv]))  # from the project root
+    print("Reproduce (from the project root): " + " ".join(shlex.quote(a) for a in ["python", *sys.argv]))
     print(f"device: {args.device} ({name}), dtype {args.dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"python {platform.python_version()}, digest {digest.DIGEST_VERSION}")
     results = [run_preset(args, preset, device) for preset in presets]

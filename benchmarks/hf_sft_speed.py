@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if "BEFORE" not in [c[0] for c in configs]:
             p.error("--only must include BEFORE (every ratio is to it)")
     # From the project root, with no machine's paths: the line a reader runs to reproduce the table.
-    print("command:", shlex.join(["python", str(Path(__file__).resolve().relative_to(REPO)), *argv]))
+    print("Reproduce (from the project root):", shlex.join(["python", str(Path(__file__).resolve().relative_to(REPO)), *argv]))
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for i, (label, side, extra) in enumerate(configs):
