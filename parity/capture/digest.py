@@ -127,8 +127,7 @@ def _element_sum(t: torch.Tensor) -> int | torch.Tensor:
 
 
 def _sum_of(t: torch.Tensor, weighted: bool) -> int | torch.Tensor:
-    """A CPU tensor's sum as an int now; a device tensor's as a 0-d device tensor (no sync)."""
-    t = local_shard(t)
+    """A CPU tensor's sum as an int now; a device tensor's as a 0-d device tensor (no sync). `t` is a local shard."""
     if t.device.type == "cpu":
         with np.errstate(over="ignore"):
             w = _words_numpy(t)
@@ -150,7 +149,7 @@ class PendingDigest:
     def __init__(self, tensors: Sequence[torch.Tensor], weighted: bool, extra: Sequence[object] = (),
                  elements: bool = False) -> None:
         # `elements`: per-element sums (`_element_sum`, of local shards) instead of sum64/wsum64 words.
-        tensors = [local_shard(t) for t in tensors]
+        tensors = local_shards(tensors)
         self.meta = [(str(t.dtype), tuple(t.shape)) for t in tensors]
         self.sums: list[int | torch.Tensor | None] = [_element_sum(t) if elements else _sum_of(t, weighted) for t in tensors]
         self.extra = list(extra)
@@ -160,7 +159,7 @@ class PendingDigest:
 
     def resolve(self) -> None:
         """Set `value` from the resolved sums: `combine` of (dtype, shape, sum) per tensor, then `extra`."""
-        prefixes = self.prefixes if self.prefixes is not None else meta_prefixes(self.meta)
+        prefixes = self.prefixes if self.prefixes is not None else fused.meta_prefixes(self.meta)
         self.value = combine_prefixed(prefixes, self.sums, self.extra)
 
     @classmethod
@@ -397,19 +396,17 @@ def hex64(value: int) -> str:
 def combine(parts: Iterable[object]) -> str:
     """Fold an ordered sequence of digests/metadata into one 16-hex-digit digest."""
     # One update over the joined reprs hashes exactly the bytes of one update per part and separator.
-    return hashlib.blake2b("".join([f"{p!r}\x00" for p in parts]).encode(), digest_size=8).hexdigest()
+    return _hash("".join([f"{p!r}\x00" for p in parts]))
 
 
-def meta_prefixes(meta: Sequence[tuple[str, tuple]]) -> list[str]:
-    """Per tensor, the repr of its (dtype, shape, sum) part up to the sum: built once per tensor list."""
-    return [f"({dtype!r}, {shape!r}, " for dtype, shape in meta]
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def combine_prefixed(prefixes: Sequence[str], sums: Sequence[object], extra: Sequence[object] = ()) -> str:
-    """`combine` of [(dtype, shape, sum) per tensor, *extra] from `meta_prefixes`: the same bytes, hashed
+    """`combine` of [(dtype, shape, sum) per tensor, *extra] from `fused.meta_prefixes`: the same bytes, hashed
     without building a tuple and its repr per tensor (hundreds per step on a large model)."""
-    text = "".join([f"{pre}{s!r})\x00" for pre, s in zip(prefixes, sums)] + [f"{p!r}\x00" for p in extra])
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return _hash("".join([f"{pre}{s!r})\x00" for pre, s in zip(prefixes, sums)] + [f"{p!r}\x00" for p in extra]))
 
 
 def digest_tensors(tensors: Sequence[torch.Tensor], weighted: bool = False) -> str:

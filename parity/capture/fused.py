@@ -75,8 +75,7 @@ class SumPlan:
         tensors = [t.detach() for t in tensors]
         self.n = len(tensors)
         self.meta = _meta(tensors)
-        # The digest's text per tensor up to its sum (`digest.meta_prefixes`), built with the plan.
-        self.prefixes = [f"({dtype!r}, {shape!r}, " for dtype, shape in self.meta]
+        self.prefixes = meta_prefixes(self.meta)  # built once with the plan, used at every step
         groups: dict[torch.device, list[int]] = {}
         for i, t in enumerate(tensors):
             groups.setdefault(t.device, []).append(i)
@@ -263,6 +262,11 @@ class PlanCache:
         plan = SumPlan(local, use_torch)
         self._plans[slot] = (list(tensors), layout, plan)
         return plan
+
+
+def meta_prefixes(meta: Sequence[tuple[str, tuple]]) -> list[str]:
+    """Per tensor, the repr of its digest part (dtype, shape, sum) up to the sum (`digest.combine_prefixed`)."""
+    return [f"({dtype!r}, {shape!r}, " for dtype, shape in meta]
 
 
 def _meta(tensors: Sequence[torch.Tensor]) -> list[tuple[str, tuple]]:

@@ -194,7 +194,7 @@ class Recorder:
             return
         if self._updated:
             self._write_step()
-        self._flush_in_flight()
+        self._drain_step_writer()
         if self._step_writer is not None:
             self._step_writer.stop()
             self._step_writer = None
@@ -230,8 +230,7 @@ class Recorder:
 
         A step whose values are on the host is written at once. A step with values on a GPU goes to the
         step writer's thread (`StepWriter`), which waits for them and writes it while this thread goes on.
-        (Launching the copy at the update instead was tried and never measured on a GPU.) At most one such step is
-        pending: closing a step first waits until the one before it is written.
+        At most one such step is pending: closing a step first waits until the one before it is written.
         """
         record = self._current
         pending, scalars, copies = _device_values(record)
@@ -240,7 +239,7 @@ class Recorder:
         self._current = self._new_step()
         self._updated = False
         self._clip_seen = False
-        self._flush_in_flight()
+        self._drain_step_writer()
         if transfer.on_host:
             self._finish_step(record, transfer)
             return
@@ -248,7 +247,7 @@ class Recorder:
             self._step_writer = StepWriter(self._finish_step)
         self._step_writer.put(record, transfer)
 
-    def _flush_in_flight(self) -> None:
+    def _drain_step_writer(self) -> None:
         """Wait until every step handed to the step writer is written."""
         if self._step_writer is not None:
             self._step_writer.drain()

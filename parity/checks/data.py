@@ -132,7 +132,7 @@ def _dataset_differences(baseline: Trace, candidate: Trace) -> dict[str, Any] | 
 
 
 def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int | None, n: int,
-              loader_compared: bool = True) -> dict[str, Any]:
+              loader_compared: bool) -> dict[str, Any]:
     """What kind of data difference this is, with the evidence that decides it."""
     a, b = baseline.steps[first], candidate.steps[first]
     evidence: dict[str, Any] = {}
