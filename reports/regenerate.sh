@@ -65,3 +65,6 @@ done
 run python benchmarks/lm_throughput.py --json reports/lm-sample-vs-chunked-throughput.json
 run parity features --pair lm-sample-vs-chunked --same-stream-pair lm-sample-packed-vs-chunked --runs-dir runs/features \
   --throughput reports/lm-sample-vs-chunked-throughput.json -o reports/lm-sample-vs-chunked.md
+# parity features on a framework loop this project did not write the training of (HF Trainer: checkpoint folders,
+# trainer_state.json, safetensors)
+run parity features --pair fw-hf-logging --runs-dir runs/features -o reports/frameworks/fw-hf-logging-features.md
