@@ -57,7 +57,7 @@ case "${1:-single}" in
       --no-test-mode --throughput reports/gpu/lm-sample-vs-chunked-throughput.json -o reports/gpu/lm-sample-vs-chunked.md
     ;;
   locate)
-    python3 -m parity locate --pair gpu-histocc-occpast --device cuda --repeat -o reports/gpu/histocc-nondeterminism.md
+    python3 -m parity locate --pair gpu-histocc-occpast --device cuda --repeat --try-settings -o reports/gpu/histocc-nondeterminism.md
     ;;
   ddp)
     python3 -m parity report --pair gpu-histocc-occpast-ddp --device cuda -o reports/gpu/histocc-vs-occpast-ddp.md
