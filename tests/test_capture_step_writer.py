@@ -39,3 +39,31 @@ def test_steps_finished_on_the_step_writer_thread_are_the_same_and_in_order(tmp_
     assert not [r for r in threaded if r.get("key") == "capture_error"]
     assert _steps(threaded) == _steps(plain)
     assert [r["type"] for r in threaded][-1] == "end"
+
+
+def _train_clip_after_update(out) -> list[dict]:
+    """A loop that clips after the update: the step's gradient norm is replaced once the copy has started."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with parity.record(out):
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).square().mean().backward()
+            opt.step()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5, norm_type=1.0)  # not the L2 norm parity took
+    return [json.loads(line) for line in (out / "trace-rank0.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("train", [_train, _train_clip_after_update])
+def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatch, train) -> None:
+    plain = train(tmp_path / "plain")
+    launched = []
+    monkeypatch.setattr(recorder, "_on_gpu", lambda: True)
+    monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
+    original = recorder.Recorder._launch_early
+    monkeypatch.setattr(recorder.Recorder, "_launch_early", lambda self: (launched.append(1), original(self))[1])
+    early = train(tmp_path / "early")
+    assert launched  # the GPU path ran, and a step changed after it (the clip) still records its new norm
+    assert not [r for r in early if r.get("key") == "capture_error"]
+    assert _steps(early) == _steps(plain)

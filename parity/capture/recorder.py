@@ -14,6 +14,7 @@ every earlier step on disk.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import random
 import resource
@@ -155,6 +156,8 @@ class Recorder:
         self._sum_names_for: tuple[list[torch.Tensor], list[str]] | None = None
         # Steps are written from the trainer's thread and from the step writer's: one at a time.
         self._write_lock = threading.Lock()
+        # The current step's device-to-host copy, launched at its update, with the objects it carries.
+        self._early_transfer: tuple[tuple[Any, ...], digest.Transfer] | None = None
         # Finishes GPU steps off the trainer's thread; started with the first such step.
         self._step_writer: StepWriter | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
@@ -234,7 +237,11 @@ class Recorder:
         """
         record = self._current
         pending, scalars, copies = _device_values(record)
-        transfer = digest.Transfer(pending, scalars, copies)
+        early, self._early_transfer = self._early_transfer, None
+        if early is not None and _same_objects(early[0], _carried(pending, scalars, copies)):
+            transfer = early[1]  # launched at the update; nothing was added to the step since
+        else:
+            transfer = digest.Transfer(pending, scalars, copies)
         self._step += 1
         self._current = self._new_step()
         self._updated = False
@@ -246,6 +253,13 @@ class Recorder:
         if self._step_writer is None:
             self._step_writer = StepWriter(self._finish_step)
         self._step_writer.put(record, transfer)
+
+    def _launch_early(self) -> None:
+        """At a GPU update, start the step's device-to-host copy while the GPU is still busy with the
+        update: the host work it takes is then hidden, where at the next step's first event it runs while
+        a step-synchronised GPU waits. `_write_step` uses it if nothing was added to the step since."""
+        pending, scalars, copies = _device_values(self._current)
+        self._early_transfer = (_carried(pending, scalars, copies), digest.Transfer(pending, scalars, copies))
 
     def _drain_step_writer(self) -> None:
         """Wait until every step handed to the step writer is written."""
@@ -419,8 +433,7 @@ class Recorder:
         if not self._clip_seen and self.config.level != schema.LEVEL_MINIMAL:
             grads = [p.grad for p in _optimizer_params(optimizer) if p.grad is not None]
             if grads:
-                norms = torch.stack([torch.linalg.vector_norm(g.detach(), 2.0).to(grads[0].device) for g in grads])
-                self._current["grad_norm"] = {"tensor": torch.linalg.vector_norm(norms, 2.0), "source": "parity"}
+                self._current["grad_norm"] = {"tensor": _total_norm(grads), "source": "parity"}
 
     def _sum_names(self, params: list[torch.Tensor]) -> list[str]:
         """One distinct key per parameter for `param_sums`: its model name, else "#i" (optimizer order)."""
@@ -458,11 +471,30 @@ class Recorder:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
+        if _on_gpu():
+            self._launch_early()
         if self.update_listeners:
             params = _optimizer_params(optimizer)
             names = self._sum_names(params)
             for listener in self.update_listeners:
                 listener(record["step"], params, names)
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of the per-gradient 2-norms, in the gradients' order. On one CUDA device the per-tensor
+    norms come from one multi-tensor kernel (as `clip_grad_norm_` takes them) instead of one launch each."""
+    grads = [g.detach() for g in grads]
+    device = grads[0].device
+    if device.type == "cuda" and all(g.device == device for g in grads):
+        norms = torch._foreach_norm(grads, 2.0)
+    else:
+        norms = [torch.linalg.vector_norm(g, 2.0).to(device) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms), 2.0)
+
+
+def _on_gpu() -> bool:
+    """CUDA is in use: a step's values wait on a GPU, so their copy starts at the update (`_launch_early`)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
 
 
 def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], list[torch.Tensor], list[digest.HostCopy]]:
@@ -478,6 +510,16 @@ def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], 
     if norm is not None:
         scalars.append(norm["tensor"])
     return pending, scalars, copies
+
+
+def _carried(*groups: list) -> tuple[Any, ...]:
+    """The objects a transfer carries, held (so that no other object can take one's id meanwhile)."""
+    return tuple(x for group in groups for x in group)
+
+
+def _same_objects(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Nothing was added to a step or replaced in it since `a` was taken."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _without_device_values(record: dict[str, Any]) -> dict[str, Any]:
