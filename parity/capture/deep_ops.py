@@ -128,6 +128,13 @@ def _argument_text(args: tuple, kwargs: dict) -> str:
     return text
 
 
+def _writes_arguments(func: Any) -> bool:
+    """The op writes into one of its arguments (in place or out=), read from its schema: every torch
+    version has the schema, while the `inplace` tag is missing from some."""
+    schema = getattr(func, "_schema", None)
+    return schema is not None and any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+
+
 def _rng_state(func: Any, kwargs: dict) -> str | None:
     """Digest of the generator a random op draws from: part of its inputs, so dropout masks that differ
     because the RNG moved are not taken for a nondeterministic kernel."""
@@ -222,7 +229,7 @@ class OpRecorder(TorchDispatchMode):
         if func.overloadpacket.__name__ in _UNINITIALISED_OPS:
             self._uninitialised.update(p for p in map(_storage, tensors) if p is not None)
             return [PendingTensor(t, UNINITIALISED) for t in tensors]
-        writes = torch.Tag.inplace in func.tags or "out" in kwargs
+        writes = _writes_arguments(func) or "out" in kwargs
         if self._uninitialised and not writes:
             # Read by an op that does not write them: written by now. New outputs are fresh allocations,
             # whatever an earlier, freed tensor at the same address was.
