@@ -39,6 +39,12 @@ from parity.capture.runtime import start_capture
 from parity.trace.writer import TraceWriter
 
 MODES = ("none", "full", "every:10", "minimal")
+#: With --diagnose, two more blocks per round that split the overhead: `full` with a GPU step's host copy
+#: launched when the step closes instead of at its update, and two no-op global module hooks without
+#: capture (what torch's hooked module-call path costs by itself, before any of parity's work).
+COPY_AT_CLOSE = "full/copy-at-close"
+HOOKS_ONLY = "no-op-global-hooks"
+DIAGNOSTIC = (COPY_AT_CLOSE, HOOKS_ONLY)
 #: Model presets: (d_model, layers, heads, vocab, batch, seq) for the transformers; the cpu preset is an MLP.
 #: gpu is the issue-12 168M model at batch 16x512; gpu-1b the 1.14B model (20 x 2048) at batch 8x1024.
 TRANSFORMERS = {"gpu": (1024, 12, 16, 8192, 16, 512), "gpu-1b": (2048, 20, 16, 32768, 8, 1024)}
@@ -110,21 +116,46 @@ def _mad(xs: list[float]) -> float:
     return statistics.median(abs(v - m) for v in xs)
 
 
-def measure(step: Callable[[], tuple[float, float]], rounds: int, steps: int, tmp: Path) -> dict[str, dict[str, dict[str, list[float]]]]:
+@contextlib.contextmanager
+def _mode(mode: str, directory: Path) -> Iterator[None]:
+    """The state one block runs in: no capture, a capture level, or a diagnostic variant (DIAGNOSTIC)."""
+    if mode == "none":
+        yield
+        return
+    if mode == HOOKS_ONLY:
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+        handles = [register_module_forward_pre_hook(lambda module, args: None),
+                   register_module_forward_hook(lambda module, args, kwargs, output=None: None,
+                                                with_kwargs=True, always_call=True)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        return
+    saved = recorder._on_gpu
+    if mode == COPY_AT_CLOSE:
+        recorder._on_gpu = lambda: False  # the recorder then builds the step's copy when the step closes
+    capture = start_capture(directory, CaptureConfig.parse(mode.split("/")[0]))
+    try:
+        yield
+    finally:
+        capture.stop()
+        recorder._on_gpu = saved
+
+
+def measure(step: Callable[[], tuple[float, float]], rounds: int, steps: int, tmp: Path,
+            modes: tuple[str, ...] = MODES) -> dict[str, dict[str, dict[str, list[float]]]]:
     """Per clock (wall, cpu) and mode: every step time, and each round's block median.
 
     Capture is started and stopped outside the timed steps (start_capture gathers git and host metadata once).
     """
-    out = {clock: {"times": {m: [] for m in MODES}, "block_medians": {m: [] for m in MODES}} for clock in ("wall", "cpu")}
+    out = {clock: {"times": {m: [] for m in modes}, "block_medians": {m: [] for m in modes}} for clock in ("wall", "cpu")}
     for r in range(rounds):
-        order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
         for mode in order:
-            capture = None if mode == "none" else start_capture(tmp / f"r{r}-{mode.replace(':', '')}", CaptureConfig.parse(mode))
-            try:
+            with _mode(mode, tmp / f"r{r}-{mode.replace(':', '').replace('/', '-')}"):
                 block = [step() for _ in range(steps)]
-            finally:
-                if capture is not None:
-                    capture.stop()
             # The first step of a block opens the trace file and pays one-off costs: not a steady-state step.
             for k, clock in enumerate(("wall", "cpu")):
                 ts = [t[k] for t in block[1:]]
@@ -198,14 +229,15 @@ def attribute(step: Callable[[], tuple[float, float]], steps: int, tmp: Path, ba
     return pd.DataFrame(rows)
 
 
-def summarise(clock: str, data: dict[str, dict[str, list[float]]], floor_s: float) -> pd.DataFrame:
+def summarise(clock: str, data: dict[str, dict[str, list[float]]], floor_s: float,
+              modes: tuple[str, ...] = MODES) -> pd.DataFrame:
     rows = []
     base_blocks = data["block_medians"]["none"]
     base = statistics.median(data["times"]["none"])
     # What a digest must cost at least: reading the parameters and optimizer state once, every
     # digested step (every 10th under every:10; never under none and minimal).
-    floors = {"none": 0.0, "full": floor_s, "every:10": floor_s / 10, "minimal": 0.0}
-    for mode in MODES:
+    floors = {"none": 0.0, "full": floor_s, "every:10": floor_s / 10, "minimal": 0.0, COPY_AT_CLOSE: floor_s, HOOKS_ONLY: 0.0}
+    for mode in modes:
         ts = data["times"][mode]
         ratios = [b / n for b, n in zip(data["block_medians"][mode], base_blocks)]
         rows.append({"clock": clock, "mode": mode, "steps": len(ts), "median step (ms)": statistics.median(ts) * 1e3,
@@ -241,19 +273,20 @@ def run_preset(args: argparse.Namespace, preset: str, device: torch.device) -> d
     step = _make_step(model, x, y, sync, opt)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"\n## preset {preset}: {desc}, {args.dtype}, {n_params:,} parameters")
-    print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(MODES)} x {steps} steps "
+    modes = MODES + DIAGNOSTIC if args.diagnose else MODES
+    print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(modes)} x {steps} steps "
           "(first step of each block dropped)")
     for _ in range(args.warmup):
         step()
     state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
     nbytes, floor_s = digest_floor([p.detach() for p in model.parameters()] + state, sync)
     with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
-        data = measure(step, args.rounds, steps, Path(tmp))
+        data = measure(step, args.rounds, steps, Path(tmp), modes)
         attribution = attribute(step, steps, Path(tmp), statistics.median(data["cpu"]["times"]["none"])) \
             if args.attribute else None
     # Thread CPU time is reported beside wall time: on a shared box it leaves out the time other processes
     # hold the core, which swamps a few-percent overhead in wall time. On CUDA it only measures the host.
-    df = pd.concat([summarise(clock, data[clock], floor_s) for clock in ("wall", "cpu")], ignore_index=True)
+    df = pd.concat([summarise(clock, data[clock], floor_s, modes) for clock in ("wall", "cpu")], ignore_index=True)
     base = statistics.median(data["wall"]["times"]["none"])
     print(f"step without capture: {base * 1e3:.2f} ms (wall, median)")
     print(f"digest floor: {nbytes / 1e9:.3f} GB of parameters + optimizer state; one int64 sum over a buffer that "
@@ -303,6 +336,10 @@ def main() -> int:
                         "OpenMP barriers turns steps 10x noisier; default on cuda: torch's own)")
     p.add_argument("--attribute", action="store_true",
                    help="after the timing, one block per mode with thread-CPU-time counters around parity's hooks")
+    p.add_argument("--diagnose", action="store_true",
+                   help=f"two more blocks per round: {COPY_AT_CLOSE} (full, a GPU step's host copy launched when the "
+                        f"step closes rather than at its update) and {HOOKS_ONLY} (no capture, two no-op global module "
+                        "hooks: the cost of torch's hooked call path alone)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = p.parse_args()
     presets = (args.preset or ("gpu" if args.device == "cuda" else "cpu")).split(",")

@@ -47,7 +47,7 @@ case "${1:-single}" in
       -o reports/gpu/hf-trainer-claims.md
     ;;
   overhead)
-    python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute \
+    python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute --diagnose \
       --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
     ;;
   lm)

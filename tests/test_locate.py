@@ -103,10 +103,11 @@ def _global_hooks() -> int:
                                 nn_module._global_backward_hooks, nn_module._global_backward_pre_hooks))
 
 
-def _train(directory: Path, deep_step: int | None, steps: int = 3) -> tuple[list[int], DeepCapture | None]:
+def _train(directory: Path, deep_step: int | None, steps: int = 3,
+           model: nn.Module | None = None) -> tuple[list[int], DeepCapture | None]:
     """A tiny in-process training under parity.record; the count of global module hooks at each step."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    model = model or nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 4), torch.randn(16, 2)
     counts = []
@@ -140,6 +141,18 @@ def test_deep_capture_installs_nothing_when_off_and_only_for_its_step(tmp_path: 
     assert loc.locate_records(a.records, b.records) is None, "identical runs match op for op"
     backward_ops = {r.module for r in a.records if r.kind == ds.KIND_OP and r.phase == ds.PHASE_BACKWARD}
     assert {"0", "2"} <= backward_ops, "backward ops are attributed to the modules that run them"
+
+
+def test_a_module_that_returns_its_input_takes_no_backward_ops(tmp_path: Path) -> None:
+    """Dropout with p=0 returns its input tensor itself: its gradient "end" hook fires before its "start",
+    which once left it open for the rest of the backward and took the next module's ops (the H200 run
+    named attention's backward kernel as `dropout2`'s)."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Dropout(0.0), nn.Linear(8, 2))
+    _, deep = _train(tmp_path / "deep", 0, steps=1, model=model)
+    records = ds.read_deep(tmp_path / "deep" / "deep-rank0.jsonl").records
+    backward_ops = [r.module for r in records if r.kind == ds.KIND_OP and r.phase == ds.PHASE_BACKWARD and r.name == "aten.mm.default"]
+    assert "3" not in backward_ops and "2" in backward_ops, backward_ops
+    assert not [r for r in records if r.kind == ds.KIND_MODULE and r.phase == ds.PHASE_BACKWARD and r.module == "3"]
 
 
 def test_walk_names_an_op_sequence_change() -> None:

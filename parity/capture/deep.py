@@ -38,10 +38,15 @@ def _grad_tensors(values: Any) -> list[torch.Tensor]:
 class _Call:
     """One module call: its name and input fingerprints; in backward, its gradient-output fingerprints."""
 
-    __slots__ = ("name", "depth", "inputs", "grad_outputs")
+    __slots__ = ("name", "depth", "inputs", "grad_outputs", "grad_input_ids", "passthrough")
 
     def __init__(self, name: str, depth: int, inputs: list) -> None:
         self.name, self.depth, self.inputs, self.grad_outputs = name, depth, inputs, []
+        # ids of the inputs that need gradients, while the forward runs (they are alive until it returns)
+        self.grad_input_ids: set[int] = set()
+        # The call returned its own input (dropout with p=0, identity): it has no backward of its own, and
+        # its gradient hooks would see its "end" before its "start".
+        self.passthrough = False
 
 
 class DeepCapture:
@@ -223,6 +228,7 @@ class DeepCapture:
         self._forward.append(call)
         needs_grad = _grad_tensors(args)
         if needs_grad and torch.is_grad_enabled():
+            call.grad_input_ids = {id(t) for t in needs_grad}
             self._handles.append(register_multi_grad_hook(needs_grad, functools.partial(self._leave_backward, call)))
 
     def _forward_post(self, module: torch.nn.Module, args: Any, output: Any = None) -> None:
@@ -234,6 +240,10 @@ class DeepCapture:
         call = self._forward.pop()
         self._emit(ds.KIND_MODULE, ds.PHASE_FORWARD, call.name, "", call.inputs, fingerprints(output))
         needs_grad = _grad_tensors(output)
+        if needs_grad and all(id(t) in call.grad_input_ids for t in needs_grad):
+            call.passthrough = True
+            needs_grad = []
+        call.grad_input_ids = set()
         if needs_grad and torch.is_grad_enabled():
             self._handles.append(register_multi_grad_hook(needs_grad, functools.partial(self._enter_backward, call)))
 
@@ -257,6 +267,9 @@ class DeepCapture:
 
     def _leave_backward(self, call: _Call, grads: Any) -> None:
         if not self.armed:
+            return
+
+        if call.passthrough:
             return
 
         def leave() -> None:

@@ -109,7 +109,10 @@ def _diagnose(channel: str, step: int, by_name: dict[str, Finding]) -> str:
     if channel == "lr":
         return f"lr differs at step {step} while data, loss and gradients match: the learning-rate schedule differs{hint}{seq}."
     if channel == "params":
-        return f"same loss, gradients and lr, different parameters after step {step}: the optimizer update differs{hint}{seq}."
+        # The trace holds the gradients' norm, not each gradient: gradients that differ by less than the
+        # norm's rounding look "the same" here (a nondeterministic backward kernel does exactly that).
+        return (f"same loss, gradient norm and lr, different parameters after step {step}: the optimizer update "
+                f"differs, or gradients differ below the norm's rounding (`parity locate` tells which){hint}{seq}.")
     if channel == "optimizer_state":
         return f"parameters match but optimizer state differs after step {step}: optimizer hyperparameters or state handling differ{hint}{seq}."
     if channel == "steps":
