@@ -151,7 +151,9 @@ def test_auto_uses_a_stored_golden_and_records_the_baseline_where_none_is(stored
 
 def test_pytest_items_say_which_pairs_ran_on_goldens_also_under_xdist(stored) -> None:
     pair, runs = stored
+    # From the project, like the gates above, so that the candidate they cached is reused (a pair without a
+    # cwd runs where parity is invoked, and only a side inside a git checkout is cached).
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", str(pair),
-                          "--parity-runs-dir", str(runs)], capture_output=True, text=True, cwd=pair.parent)
+                          "--parity-runs-dir", str(runs)], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 pair(s) gated on stored goldens, 0 with both sides recorded" in run.stdout

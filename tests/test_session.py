@@ -66,9 +66,11 @@ def test_pair_tolerance_gives_one_verdict_through_gate_report_and_pytest(nudged,
     loss = next(c for c in json.loads(out.read_text())["checks"] if c["name"] == "loss")
     assert loss["status"] == schema.EQUIVALENT and loss["first_divergent_step"] == 1
 
+    # Run from the project, like the gate and report above: a pair without a cwd runs where parity is invoked,
+    # and only a side that runs inside a git checkout is cached, so the items reuse the runs recorded above.
     items = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pair),
                             "--parity-runs-dir", str(runs), "--rootdir", str(pair.parent)],
-                           capture_output=True, text=True, cwd=pair.parent)
+                           capture_output=True, text=True, cwd=REPO)
     assert items.returncode == 0 and "2 passed" in items.stdout, items.stdout + items.stderr
 
 
