@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from parity import session
 from parity.resume.analysis import compare_segment
 from parity.resume.runner import ResumeRunner
 from parity.exceptions import ConfigError
+from parity.trace.reader import load_run
 
 from conftest import REPO, TOY
 
 RUNS = REPO / "runs" / "pytest-resume"
+# The exact protocol's flags: NumPy/Python-RNG noise and a GradScaler make every kind of state a control can drop matter.
+NOISY = dict(warmup=20, extra=', "--aug-noise", "0.05", "--grad-scaler"')
 
 
 def _protocol(tmp_path, name: str, resume_script: str, *, warmup: int = 0, splits=(8,), double=None, extra: str = ""):
@@ -32,12 +37,35 @@ resume = ["{{python}}", "{TOY / resume_script}", {common}, "--resume", "{{ckpt}}
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def runs_from_scratch_recorded_once():
+    """Protocols of this module that share a name and a `run` command record its continuous and stopped runs
+    once: only their resumed runs (another resume script) differ. Each is a trainer start (seconds) that would
+    otherwise be recorded again, identical, for every protocol."""
+    recorded: dict[tuple, tuple[Path, dict]] = {}
+    record = ResumeRunner._record
+
+    def record_once(self, label, template, skip=(), **values):
+        key = (self.root, label, template, tuple(sorted(values.items())))
+        if template is not self.p.run or skip:
+            return record(self, label, template, skip, **values)
+        if key in recorded and recorded[key][0].is_dir():
+            out, metrics = recorded[key]
+            self.runs[label], self.metrics[label] = str(out), metrics
+            return load_run(out).primary
+        trace = record(self, label, template, skip, **values)
+        recorded[key] = (Path(self.runs[label]), self.metrics[label])
+        return trace
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ResumeRunner, "_record", record_once)
+        yield
+
+
 @pytest.fixture(scope="module")
 def exact_with_controls(tmp_path_factory):
-    # NumPy/Python-RNG noise and a GradScaler make every kind of state a control can drop matter.
     # The double resume starts from the split's own checkpoint, so no extra stopped run is needed.
-    path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", warmup=20, double=(8, 12),
-                     extra=', "--aug-noise", "0.05", "--grad-scaler"')
+    path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", double=(8, 12), **NOISY)
     return session.resume_check(path, controls=True, runs_dir=RUNS)
 
 
@@ -78,20 +106,21 @@ def test_controls_that_cannot_fire_say_so(tmp_path, monkeypatch):
     assert by_state["grad_scaler"]["applicable"] is False
 
 
-@pytest.mark.parametrize("variant,warmup,channel,step", [
-    ("variants/forgets_optimizer_state.py", 0, "params", 8),
-    ("variants/forgets_scheduler_state.py", 20, "lr", 9),
-    ("variants/forgets_rng_state.py", 0, "loss", 8),
-])
-def test_forgotten_state_is_diagnosed(tmp_path, variant, warmup, channel, step):
-    r = session.resume_check(_protocol(tmp_path, f"toy-{variant[9:-3]}", variant, warmup=warmup), runs_dir=RUNS)
+# A variant's protocol shares its name and run command with another test's, whose runs from scratch it reuses.
+@pytest.mark.parametrize("variant,name,flags,channel,step", [
+    ("variants/forgets_optimizer_state.py", "toy-plain", {}, "params", 8),
+    ("variants/forgets_scheduler_state.py", "toy-exact", NOISY, "lr", 9),
+    ("variants/forgets_rng_state.py", "toy-plain", {}, "loss", 8),
+], ids=["optimizer", "scheduler", "rng"])
+def test_forgotten_state_is_diagnosed(tmp_path, variant, name, flags, channel, step):
+    r = session.resume_check(_protocol(tmp_path, name, variant, **flags), runs_dir=RUNS)
     split = r.splits[0]
     assert not r.exact and (split.channel, split.first_divergent_step) == (channel, step), split.to_json()
     assert split.diagnosis
 
 
 def test_ignored_resume_flag_is_reported_as_such(tmp_path):
-    r = session.resume_check(_protocol(tmp_path, "toy-ignores", "variants/ignores_resume.py"), runs_dir=RUNS)
+    r = session.resume_check(_protocol(tmp_path, "toy-plain", "variants/ignores_resume.py"), runs_dir=RUNS)
     assert r.ignored_resume and r.splits[0].started_from_scratch
     assert "ignores the resume flag" in r.splits[0].diagnosis
 
