@@ -33,6 +33,40 @@ def record_pair_side(side, out: Path, steps: int) -> Path:
     return out
 
 
+def record_toy_in_process(out: Path, script: str = "train.py", *args: str, seed: int = 0) -> Path:
+    """Record the toy trainer `tests/toy/SCRIPT ARGS` inside this process, into `out`.
+
+    For tests about what the checks make of a recording, not about the launcher: no trainer process starts
+    (seconds of imports each). The script's trainer class runs through `train.main`, as its `__main__` does;
+    sys.path and the toy modules are put back afterwards (a variant moves tests/toy to the front on import).
+    """
+    import importlib.util
+
+    import parity
+
+    path = TOY / script
+    saved_path, saved_train = list(sys.path), sys.modules.pop("train", None)
+    sys.path.insert(0, str(TOY))
+    try:
+        import train
+
+        trainer_cls = train.Trainer
+        if path != TOY / "train.py":
+            spec = importlib.util.spec_from_file_location(f"toy_variant_{path.stem}", path)
+            variant = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(variant)
+            trainer_cls = next(v for v in vars(variant).values()
+                               if isinstance(v, type) and issubclass(v, train.Trainer) and v is not train.Trainer)
+        with parity.record(out, seed=seed):
+            train.main(["--ckpt-dir", str(out / "ckpt"), *args], trainer_cls=trainer_cls)
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop("train", None)
+        if saved_train is not None:
+            sys.modules["train"] = saved_train
+    return out
+
+
 _PATCHED = [
     (torch.optim.Optimizer, "__init__"), (torch.optim.Optimizer, "zero_grad"), (torch.optim.Optimizer, "load_state_dict"),
     (torch.nn.Module, "zero_grad"), (torch.nn.Module, "train"), (torch.Tensor, "backward"), (torch.autograd, "backward"),

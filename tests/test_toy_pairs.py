@@ -13,7 +13,7 @@ from parity.pairs import load_pair
 from parity.trace import schema
 from parity.trace.reader import load_run
 
-from conftest import REPO, TOY
+from conftest import REPO, TOY, record_toy_in_process
 
 RUNS = REPO / "runs" / "pytest"  # shared with `pytest parity/`, so cached runs are reused
 
@@ -91,10 +91,11 @@ def test_raising_run_is_marked(tmp_path):
     assert len(trace.steps) == 12 and trace.end["status"] == schema.END_EXCEPTION and "RuntimeError" in trace.end["error"]
 
 
+# What the checks make of awkward runs: recorded in this process (the launcher has tests of its own).
 def test_shorter_candidate_and_nan_losses(tmp_path):
-    assert _record(tmp_path, "base", "train.py", "--steps", "12").returncode == 0
-    assert _record(tmp_path, "short", "train.py", "--steps", "8").returncode == 0
-    assert _record(tmp_path, "nan", "variants/nan_loss.py", "--steps", "12").returncode == 0
+    record_toy_in_process(tmp_path / "base", "train.py", "--steps", "12")
+    record_toy_in_process(tmp_path / "short", "train.py", "--steps", "8")
+    record_toy_in_process(tmp_path / "nan", "variants/nan_loss.py", "--steps", "12")
     short = session.compare(tmp_path / "base", tmp_path / "short", ignore_args=frozenset({"ckpt_dir", "steps"}))
     assert short.verdict == schema.DIFFERENT and short.first_divergence["channel"] == "steps"
     assert short.finding("loss").status == schema.IDENTICAL  # the 8 common steps are bit-identical
@@ -109,7 +110,7 @@ def test_shorter_candidate_and_nan_losses(tmp_path):
 def test_nondeterministic_baseline_gets_a_noise_floor(tmp_path):
     names = ("nd1", "nd2", "nd3")
     for name in names:
-        assert _record(tmp_path, name, "variants/nondeterministic.py", "--steps", "10").returncode == 0
+        record_toy_in_process(tmp_path / name, "variants/nondeterministic.py", "--steps", "10")
     # The two runs furthest apart are the baseline and its repeat, so the third (the candidate) lies within
     # the measured floor by construction: which draw of the noise lands where is chance, the judgement is not.
     losses = {n: [float(s["losses"][0]["value"]) for s in load_run(tmp_path / n).primary.steps] for n in names}
