@@ -21,7 +21,8 @@ from parity.trace.writer import TraceWriter
 from conftest import REPO, TOY
 
 TRAIN = str(TOY / "train.py")
-FAILING = [sys.executable, "-c", "raise SystemExit(3)"]
+# Not Python: the commands that record nothing need no interpreter start with parity's capture (seconds).
+FAILING = ["sh", "-c", "exit 3"]
 
 
 def _header(rank: int = 0, pid: int = 1) -> dict:
@@ -93,7 +94,7 @@ def test_force_with_a_command_that_records_nothing_keeps_the_old_run(tmp_path):
     out = tmp_path / "x"
     out.mkdir()
     before = _old_run(out)
-    result = launch.record_command([sys.executable, "-c", "pass"], out, force=True)
+    result = launch.record_command(["true"], out, force=True)
     assert result.returncode == 0 and result.failed_attempt == out / launch.FAILED_DIR
     assert {name: (out / name).read_bytes() for name in before} == before
 
