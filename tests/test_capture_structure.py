@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -15,8 +10,7 @@ import parity
 from parity.trace import schema
 from parity.trace.reader import load_run
 
-REPO = Path(__file__).resolve().parent.parent
-TOY = REPO / "tests" / "toy"
+from conftest import record_toy_in_process
 
 
 class Recurrent(nn.Module):
@@ -103,21 +97,12 @@ def test_direct_forward_records_the_model_inputs_once_per_call(tmp_path):
     assert [s["losses"] for s in direct.steps] == [s["losses"] for s in called.steps]
 
 
-def _record_toy(out: Path, script: Path) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "parity", "record", "--out", str(out), "--seed", "0", "--",
-           sys.executable, str(script), "--steps", "3", "--data-size", "128", "--ckpt-dir", str(out / "ckpt")]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 @pytest.mark.slow
 def test_toy_eval_left_on_records_eval_mode_and_eval_pass_does_not(tmp_path):
-    scripts = {"base": TOY / "train.py", "eval_pass": TOY / "variants" / "eval_pass.py",
-               "eval_on": TOY / "variants" / "eval_during_training.py"}
-    procs = {name: _record_toy(tmp_path / name, script) for name, script in scripts.items()}
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out
+    # Recorded in this process: what the capture takes from the trainer is the subject, not the launcher.
+    scripts = {"base": "train.py", "eval_pass": "variants/eval_pass.py", "eval_on": "variants/eval_during_training.py"}
+    for name, script in scripts.items():
+        record_toy_in_process(tmp_path / name, script, "--steps", "3", "--data-size", "128")
     modes = {name: [s[schema.F_MODE] for s in load_run(tmp_path / name).primary.steps] for name in scripts}
     assert modes["base"] == [{"root": "Sequential", "training": True, "eval_modules": [], "n_eval": 0}] * 3
     # eval_pass runs an eval pass after step 0 and restores train() before the next grad forward.
