@@ -9,8 +9,6 @@ import os
 import random
 import re
 import struct
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +23,8 @@ from parity.trace import schema
 from parity.trace.reader import load_trace
 from parity.trace.writer import TraceWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import record_toy_in_process
+
 CPU_META = {"device": "cpu", "torch": "2.13.0+cpu", "cuda": None, "platform": "Linux-6.1-x86_64-with-glibc2.36",
             "hostname": "box", "load": [1.0, 1.0, 1.0], "numerics": {"num_threads": 1, "deterministic_algorithms": False}}
 
@@ -97,11 +96,8 @@ def _save(run: Path, goldens: Path, pair: str = "toy") -> Path:
 
 @pytest.fixture(scope="module")
 def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 5-step run of the toy trainer, recorded by `parity record` in a subprocess."""
-    out = tmp_path_factory.mktemp("recorded") / "run"
-    subprocess.run([sys.executable, "-m", "parity", "record", "--out", str(out), "--seed", "0", "--",
-                    sys.executable, "tests/toy/train.py", "--steps", "5"], cwd=ROOT, check=True, capture_output=True)
-    return out
+    """A real 5-step run of the toy trainer (recorded in this process: the launcher has tests of its own)."""
+    return record_toy_in_process(tmp_path_factory.mktemp("recorded") / "run", "train.py", "--steps", "5")
 
 
 # -- environment ids and provenance ----------------------------------------------------------------
