@@ -151,9 +151,24 @@ def desync(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _record(tmp_path_factory, "desync", [*TORCHRUN, str(TRAINER), "--ddp", "--desync-step", "3"])
 
 
+def _record_single_in_process(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """The trainer on one process, recorded in this one: the checks are the subject, torchrun runs are not."""
+    import importlib.util
+
+    import parity
+
+    spec = importlib.util.spec_from_file_location("fsdp_train", TRAINER)
+    trainer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trainer)
+    out = tmp_path_factory.mktemp("ranks") / name
+    with parity.record(out, seed=0):
+        trainer.main(list(args))
+    return out
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _record(tmp_path_factory, "single", [sys.executable, str(TRAINER)])
+    return _record_single_in_process(tmp_path_factory, "single")
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +230,7 @@ def test_ddp_and_fsdp_on_two_ranks_are_bit_identical_across_layouts(ddp: Path, f
 
 @pytest.mark.slow
 def test_changed_lr_caught_across_layouts(tmp_path_factory: pytest.TempPathFactory, fsdp: Path) -> None:
-    other = _record(tmp_path_factory, "single-lr", [sys.executable, str(TRAINER), "--lr", "0.011"])
+    other = _record_single_in_process(tmp_path_factory, "single-lr", "--lr", "0.011")
     done = _parity("compare", str(other), str(fsdp), "--sharded")
     assert done.returncode == 1, done.stderr
     assert session.compare_sharded(other, fsdp).sharded.first_divergent_step == 0
