@@ -4,16 +4,14 @@ exact resume, and parity recording both."""
 from __future__ import annotations
 
 import json
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
+import parity
 from implementations.lm_chunked import train as chunked
-from parity.session import record
 from parity.trace.reader import load_run
 from reference.lm_sample import checkpoints, corpus
 from reference.lm_sample import train as sample
@@ -188,19 +186,14 @@ def test_fetch_timeout_in_training_saves_and_stops(shards: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_parity_records_both_trainers(shards: Path, tmp_path: Path) -> None:
+    # In this process, as the tests above run them: the capture is the subject (the lm-sample-vs-chunked
+    # pair's gate and resume check record both trainers through `parity record`).
     common = ["--test", "--device", "cpu", "--data-dir", str(shards), "--viz-interval", "100",
               "--checkpoint-interval", "100"]
-    commands = {
-        "sample": [sys.executable, "-m", "reference.lm_sample.train", *common, "--steps", "3",
-                   "--output-dir", str(tmp_path / "sample")],
-        "chunked": [sys.executable, "-m", "implementations.lm_chunked.train", *common, "--max-chunks", "3",
-                    "--output-dir", str(tmp_path / "chunked")],
-    }
-    with ThreadPoolExecutor(2) as pool:  # two recordings at once: each is mostly interpreter and torch start-up
-        results = dict(zip(commands, pool.map(
-            lambda name: record(commands[name], tmp_path / f"run-{name}", seed=0, env={"OMP_NUM_THREADS": "1"},
-                                log_output=True), commands)))
-    for name, result in results.items():
-        assert result.returncode == 0, result.log.read_text()[-2000:] if result.log else name
-        trace = load_run(result.directory).primary
+    trainers = {"sample": (sample.main, [*common, "--steps", "3", "--output-dir", str(tmp_path / "sample")]),
+                "chunked": (chunked.main, [*common, "--max-chunks", "3", "--output-dir", str(tmp_path / "chunked")])}
+    for name, (main, argv) in trainers.items():
+        with parity.record(tmp_path / f"run-{name}", seed=0):
+            assert main(argv) == 0
+        trace = load_run(tmp_path / f"run-{name}").primary
         assert trace.complete and len(trace.steps) == 3
