@@ -158,7 +158,11 @@ def test_two_trainers_differ_by_flags_and_files(runs):
     (runs / "b" / "lm" / "training_viz" / "training_latest.png").unlink()
     (runs / "b" / "lm" / "training_viz" / "metrics_history.json").write_text(json.dumps(_metrics(accuracy=0.5)))
     (runs / "a" / "lm" / "run.log").write_text("log line\n")
+    (runs / "a" / "lm" / "spm.model").write_bytes(b"x" * 807_026)  # a file of one name, 9 bytes apart
+    (runs / "b" / "lm" / "spm.model").write_bytes(b"x" * 807_035)
     rows = _rows(_matrix(runs / "a", runs / "b"))
+    tokenizer = rows["file `lm/spm.model`"]
+    assert tokenizer.status == DIFFERENT and "sizes differ: 807,026 vs 807,035 bytes" in tokenizer.evidence
     assert (rows["--test"].status, rows["--test"].b) == (ONLY_A, "no such flag")
     assert rows["chart `lm/training_viz/training_latest.png`"].status == ONLY_A
     assert rows["file `lm/run.log`"].status == ONLY_A

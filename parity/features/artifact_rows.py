@@ -72,7 +72,9 @@ def _checkpoint_cell(group: ArtifactGroup) -> tuple[str, Any]:
 
 
 def _file_cell(group: ArtifactGroup) -> tuple[str, Any]:
-    return f"{_count(group, 'file')}, {sum(a.size for a in group.artifacts):,} bytes", (len(group.artifacts),)
+    # Sizes are part of the key: two files of one name and different sizes are not the same artifact.
+    return (f"{_count(group, 'file')}, {sum(a.size for a in group.artifacts):,} bytes",
+            (len(group.artifacts), tuple(sorted(a.size for a in group.artifacts))))
 
 
 _CELLS = {CHART: (_chart_cell, "chart", VIZ), JSON_FILE: (_json_cell, "JSON", EXPORT),
@@ -105,7 +107,8 @@ def _difference(kind: str, ga: ArtifactGroup, gb: ArtifactGroup) -> str:
                                                                           gb.merged_schema() or {"type": []}))
     if kind == CHECKPOINT:
         return f"members {' + '.join(_members(ga))} vs {' + '.join(_members(gb))}"
-    return "sizes differ"
+    sizes = [", ".join(f"{a.size:,}" for a in sorted(g.artifacts, key=lambda a: a.path)) for g in (ga, gb)]
+    return f"sizes differ: {sizes[0]} vs {sizes[1]} bytes"
 
 
 def artifact_rows(a: RunArtifacts, b: RunArtifacts) -> list[Row]:
