@@ -27,6 +27,12 @@ class ConfigError(ParityError):
     docs = "README.md#pair-files"
 
 
+class UsageError(ConfigError):
+    """A command's arguments are invalid (not a pair file): the fix is in how the command is called."""
+
+    docs = "README.md#commands"
+
+
 class BaselineError(ParityError):
     """A baseline could not be produced: the command failed, a git revision is unknown, ..."""
 

@@ -21,7 +21,7 @@ from typing import Any
 from parity.ablate import final_loss, loss_effect, noise_floor, record_plan
 from parity.checks.compare import Comparison, compare_traces
 from parity.checks.config import align_config_objects, config_changes, is_path_change
-from parity.exceptions import BaselineError, ConfigError
+from parity.exceptions import BaselineError, UsageError
 from parity.explain.cmdline import Edit, NotSettable, off_value, same_value, set_argument
 from parity.pairs import Pair, Side
 from parity.results import (CHANGES_TRAINING, INERT, NOT_REVERTED, NOT_TAKEN, RUN_FAILED, WITHIN_NOISE,
@@ -221,7 +221,7 @@ def attribute(pair: Pair | None = None, *, baseline_dir: Path | None = None, can
                                 runs_dir=runs_dir, steps=steps, device=device, jobs=jobs, progress=False)
     else:
         if baseline_dir is None or candidate_dir is None:
-            raise ConfigError("give --pair NAME, or two run directories A B")
+            raise UsageError("give --pair NAME, or two run directories A B")
         from parity.explain.locate_runs import side_from_run  # one reading of run.json for every explanation
 
         (baseline, _), (candidate, _) = side_from_run(baseline_dir, "baseline"), side_from_run(candidate_dir, "candidate")

@@ -39,14 +39,14 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
 
 def _cmd_attribute(args: argparse.Namespace) -> int:
     from parity import cli, session
-    from parity.exceptions import ConfigError
+    from parity.exceptions import ConfigError, UsageError
     from parity.report.render import emit, to_json_text, without_machine_paths
 
     if not (args.pair is not None and not args.runs or args.pair is None and len(args.runs) == 2):
         raise ConfigError("give --pair NAME, or two run directories A B (not both)", docs=cli.OPTIONS_DOCS)
     for run in args.runs:
         if not Path(run).is_dir():
-            raise ConfigError(f"{run}: not a run directory (record one with `parity record`)")
+            raise UsageError(f"{run}: not a run directory (record one with `parity record`)")
     baseline, candidate = args.runs if args.runs else (None, None)
     result = session.attribute(args.pair, baseline=baseline, candidate=candidate, runs_dir=args.runs_dir,
                                steps=args.steps, device=args.device, jobs=args.jobs)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from parity.checks.base import Tolerance
 from parity.checks.compare import compare_traces
-from parity.exceptions import ConfigError, TraceError
+from parity.exceptions import ConfigError, TraceError, UsageError
 from parity.pairs import PAIRS_DIR, Pair, Side
 from parity.sides import CommitRun, record_commit
 from parity.trace import schema
@@ -112,7 +112,7 @@ def _open_repo(path: Path) -> Any:
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise ConfigError(f"--repo {path}: not inside a git repository") from None
+        raise UsageError(f"--repo {path}: not inside a git repository") from None
 
 
 def _resolve(repo: Any, option: str, rev: str) -> Any:
@@ -121,14 +121,14 @@ def _resolve(repo: Any, option: str, rev: str) -> Any:
     try:
         return repo.commit(rev)
     except (git.BadName, git.BadObject, ValueError):
-        raise ConfigError(f"{option} {rev}: unknown revision in {repo.working_tree_dir} "
+        raise UsageError(f"{option} {rev}: unknown revision in {repo.working_tree_dir} "
                           "(try `git log --oneline --first-parent`)") from None
 
 
 def _side_folder(pair: Pair, which: str, root: Path) -> tuple[Side, str]:
     """The side to bisect and the folder it runs in, relative to the repository (the same folder in each worktree)."""
     if which not in SIDES:
-        raise ConfigError(f"--side {which}: choose candidate or baseline")
+        raise UsageError(f"--side {which}: choose candidate or baseline")
     side = dict(zip(("baseline", "candidate"), pair.sides()))[which]
     try:
         return side, str(side.cwd.resolve().relative_to(root))
@@ -213,7 +213,7 @@ def bisect(pair: Pair, *, good: str, bad: str, side: str = "candidate", repo: st
     chosen, sub = _side_folder(pair, side, root)
     good_commit, bad_commit = _resolve(git_repo, "--good", good), _resolve(git_repo, "--bad", bad)
     if not git_repo.is_ancestor(good_commit, bad_commit):
-        raise ConfigError(f"--good {good} ({good_commit.hexsha[:7]}) is not an ancestor of --bad {bad} "
+        raise UsageError(f"--good {good} ({good_commit.hexsha[:7]}) is not an ancestor of --bad {bad} "
                           f"({bad_commit.hexsha[:7]}): give a good revision older than the bad one, on its history")
     commits = git_repo.git.rev_list("--first-parent", "--reverse", f"{good_commit.hexsha}..{bad_commit.hexsha}").split()
     work = _Bisection(pair, chosen, which=side, repo=git_repo, sub=sub, steps=chosen.budget(device, steps),
@@ -223,7 +223,7 @@ def bisect(pair: Pair, *, good: str, bad: str, side: str = "candidate", repo: st
     say(f"bisect: recording the good revision {good_commit.hexsha[:7]} (the reference), {len(commits)} commits after it")
     reference = work.record(good_commit.hexsha)
     if reference.run is None:
-        raise ConfigError(f"--good {good}: the {side} side does not run there, so there is nothing to compare with "
+        raise UsageError(f"--good {good}: the {side} side does not run there, so there is nothing to compare with "
                           f"({_reason(reference.failure or '')})")
     work.reference = load_run(reference.run).primary
     if commits:
@@ -244,7 +244,7 @@ def _search(work: _Bisection, commits: list[str], result: BisectResult, bad: str
     last = work.test(commits[-1])
     result.tested.append(last)
     if last.verdict == SKIP:
-        raise ConfigError(f"--bad {bad}: the {work.which} side cannot be judged there ({last.reason}); "
+        raise UsageError(f"--bad {bad}: the {work.which} side cannot be judged there ({last.reason}); "
                           "give a bad revision where it runs")
     if last.verdict == GOOD:
         return

@@ -54,13 +54,13 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
 
 def _cmd_locate(args: argparse.Namespace) -> int:
     from parity import cli, session
-    from parity.exceptions import ConfigError
+    from parity.exceptions import UsageError
     from parity.report.render import emit, to_json_text, without_machine_paths
 
     if args.pair is not None and args.runs:
-        raise ConfigError("give run directories or --pair NAME, not both")
+        raise UsageError("give run directories or --pair NAME, not both")
     if args.pair is None and len(args.runs) != (1 if args.repeat else 2):
-        raise ConfigError("give BASELINE and CANDIDATE run directories, BASELINE with --repeat, or --pair NAME")
+        raise UsageError("give BASELINE and CANDIDATE run directories, BASELINE with --repeat, or --pair NAME")
     baseline, candidate = (args.runs + [None, None])[:2]
     result = session.locate(args.pair, baseline=baseline, candidate=candidate, repeat=args.repeat, step=args.step,
                             steps=args.steps, device=args.device, runs_dir=args.runs_dir, env=args.env,

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from parity.capture import config as cfg
 from parity.capture.launch import load_provenance
-from parity.exceptions import BaselineError, ConfigError
+from parity.exceptions import BaselineError, UsageError
 from parity.explain.locate import DeepPair, describe, locate_files
 from parity.pairs import Pair, Side
 from parity.sides import record_side
@@ -50,7 +50,7 @@ def requested_settings(env: Sequence[str], strict: bool, try_settings: bool) -> 
     for item in env:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--env {item!r}: write KEY=VALUE, e.g. --env CUBLAS_WORKSPACE_CONFIG=:4096:8")
+            raise UsageError(f"--env {item!r}: write KEY=VALUE, e.g. --env CUBLAS_WORKSPACE_CONFIG=:4096:8")
         pairs[key] = value
     settings = []
     if pairs or strict:
@@ -120,10 +120,10 @@ def side_from_run(run_dir: str | Path, label: str) -> tuple[Side, tuple[str, ...
     """The side that re-runs a recorded run as it was recorded (its run.json), and its skipped loads."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a run directory (record one with `parity record --out DIR -- ...`)")
+        raise UsageError(f"{run_dir}: not a run directory (record one with `parity record --out DIR -- ...`)")
     provenance = load_provenance(run_dir)
     if not provenance or not provenance.get("command"):
-        raise ConfigError(f"{run_dir}: no run.json with the command that recorded it; locate re-runs recorded "
+        raise UsageError(f"{run_dir}: no run.json with the command that recorded it; locate re-runs recorded "
                           "commands, so record with `parity record` or give --pair NAME")
     out = provenance.get("out")
     setup = (provenance.get("setup") or {}).get("command", ())
@@ -165,7 +165,7 @@ def _prepare(pair: Pair | None, baseline: str | None, candidate: str | None, rep
         return _Sides(base, base, ("baseline", "baseline (repeat)"), (first, second), base.budget(device, steps),
                       ((), ()), pair.ignore_args)
     if baseline is None or (candidate is None and not repeat):
-        raise ConfigError("give two run directories (BASELINE CANDIDATE), one with --repeat, or --pair NAME")
+        raise UsageError("give two run directories (BASELINE CANDIDATE), one with --repeat, or --pair NAME")
     base, base_skip = side_from_run(baseline, "baseline")
     if repeat:
         second = root / "baseline-repeat"
@@ -281,7 +281,7 @@ def locate(pair: Pair | None = None, *, baseline: str | None = None, candidate: 
     first = comparison.first_divergence
     available, device_name = _steps_and_device(sides.runs[0])
     if step is not None and step >= available:
-        raise ConfigError(f"--step {step}: {sides.runs[0]} recorded {available} steps (0..{available - 1})")
+        raise UsageError(f"--step {step}: {sides.runs[0]} recorded {available} steps (0..{available - 1})")
     chosen, source = (step, "--step") if step is not None else ((first or {}).get("step"), "first divergence")
     if chosen is None:
         trials = _trials(sides, settings, device, root, jobs)

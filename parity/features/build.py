@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from parity.capture.launch import load_provenance
 from parity.checks.compare import Comparison, compare_traces
-from parity.exceptions import ConfigError
+from parity.exceptions import UsageError
 from parity.features import checklist
 from parity.features.artifact_rows import artifact_rows, metric_rows, throughput_of, tokens_per_step_row
 from parity.features.collect import CHECKPOINT, MAX_FILES, RunArtifacts, collect_artifacts, mark_incomplete_sets
@@ -27,10 +27,10 @@ def read_side(spec: str | Path) -> tuple[Path, Trace]:
     """(run directory, rank-0 trace) of a recorded run; ConfigError/TraceError where it cannot be read at all."""
     path = Path(spec)
     if not path.exists():
-        raise ConfigError(f"{spec}: no such run directory (record one with `parity record --out {spec} -- ...`)")
+        raise UsageError(f"{spec}: no such run directory (record one with `parity record --out {spec} -- ...`)")
     run_dir = path.parent if path.is_file() else path
     if path.is_dir() and not any(path.glob(schema.TRACE_GLOB)):
-        raise ConfigError(f"{spec}: not a run directory: it holds no {schema.TRACE_GLOB} "
+        raise UsageError(f"{spec}: not a run directory: it holds no {schema.TRACE_GLOB} "
                           "(record one with `parity record`, or give --pair NAME)")
     return run_dir, load_run(path).primary
 
@@ -93,7 +93,7 @@ def read_throughput(path: str | Path | None) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--throughput {path}: not a readable JSON file ({exc})") from None
+        raise UsageError(f"--throughput {path}: not a readable JSON file ({exc})") from None
 
 
 def _numerics_summary(comparison: Comparison) -> dict[str, Any]:

@@ -51,14 +51,14 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 
 def _cmd_features(args: argparse.Namespace) -> int:
     from parity import session
-    from parity.exceptions import ConfigError
+    from parity.exceptions import UsageError
     from parity.features.render import render_json, render_markdown
     from parity.report.render import emit
 
     if args.pair is None and not (args.a and args.b):
-        raise ConfigError("give two run directories (A B) or --pair NAME")
+        raise UsageError("give two run directories (A B) or --pair NAME")
     if args.pair is not None and (args.a or args.b):
-        raise ConfigError("give either run directories A B or --pair NAME, not both")
+        raise UsageError("give either run directories A B or --pair NAME, not both")
     invocation = sys.argv[1:] if sys.argv[1:2] == ["features"] else None
     matrix = session.features(args.a, args.b, pair=args.pair, steps=args.steps, device=args.device,
                               runs_dir=args.runs_dir, test_mode=not args.no_test_mode, test_timeout=args.test_timeout,
