@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from parity.capture import digest, recorder
-from parity.capture.config import CaptureConfig
+from parity.capture.config import ENV_STEP_WRITER, CaptureConfig
 from parity.capture.patches import TorchPatches
 from parity.capture.runtime import start_capture
 from parity.trace.writer import TraceWriter
@@ -44,7 +45,12 @@ MODES = ("none", "full", "every:10", "minimal")
 #: capture (what torch's hooked module-call path costs by itself, before any of parity's work).
 COPY_AT_CLOSE = "full/copy-at-close"
 HOOKS_ONLY = "no-op-global-hooks"
-DIAGNOSTIC = (COPY_AT_CLOSE, HOOKS_ONLY)
+#: Two more that test whether the step-writer thread's share of the interpreter lock costs the trainer's
+#: thread time: `full` with steps written on the trainer's thread at the next update (PARITY_STEP_WRITER=
+#: update), and `full` with CPython's thread switch interval at 0.5 ms instead of 5 ms.
+WRITE_AT_UPDATE = "full/write-at-update"
+SHORT_SWITCH = "full/switch-0.5ms"
+DIAGNOSTIC = (COPY_AT_CLOSE, HOOKS_ONLY, WRITE_AT_UPDATE, SHORT_SWITCH)
 #: Model presets: (d_model, layers, heads, vocab, batch, seq) for the transformers; the cpu preset is an MLP.
 #: gpu is the issue-12 168M model at batch 16x512; gpu-1b the 1.14B model (20 x 2048) at batch 8x1024.
 TRANSFORMERS = {"gpu": (1024, 12, 16, 8192, 16, 512), "gpu-1b": (2048, 20, 16, 32768, 8, 1024)}
@@ -133,15 +139,21 @@ def _mode(mode: str, directory: Path) -> Iterator[None]:
             for handle in handles:
                 handle.remove()
         return
-    saved = recorder._on_gpu
+    saved, switch = recorder._on_gpu, sys.getswitchinterval()
     if mode == COPY_AT_CLOSE:
         recorder._on_gpu = lambda: False  # the recorder then builds the step's copy when the step closes
+    if mode == SHORT_SWITCH:
+        sys.setswitchinterval(0.0005)
+    if mode == WRITE_AT_UPDATE:
+        os.environ[ENV_STEP_WRITER] = "update"  # read when the recorder is made, in start_capture
     capture = start_capture(directory, CaptureConfig.parse(mode.split("/")[0]))
+    os.environ.pop(ENV_STEP_WRITER, None)
     try:
         yield
     finally:
         capture.stop()
         recorder._on_gpu = saved
+        sys.setswitchinterval(switch)
 
 
 def measure(step: Callable[[], tuple[float, float]], rounds: int, steps: int, tmp: Path,
@@ -236,7 +248,8 @@ def summarise(clock: str, data: dict[str, dict[str, list[float]]], floor_s: floa
     base = statistics.median(data["times"]["none"])
     # What a digest must cost at least: reading the parameters and optimizer state once, every
     # digested step (every 10th under every:10; never under none and minimal).
-    floors = {"none": 0.0, "full": floor_s, "every:10": floor_s / 10, "minimal": 0.0, COPY_AT_CLOSE: floor_s, HOOKS_ONLY: 0.0}
+    floors = {"none": 0.0, "full": floor_s, "every:10": floor_s / 10, "minimal": 0.0, HOOKS_ONLY: 0.0,
+              COPY_AT_CLOSE: floor_s, WRITE_AT_UPDATE: floor_s, SHORT_SWITCH: floor_s}
     for mode in modes:
         ts = data["times"][mode]
         ratios = [b / n for b, n in zip(data["block_medians"][mode], base_blocks)]
@@ -337,9 +350,11 @@ def main() -> int:
     p.add_argument("--attribute", action="store_true",
                    help="after the timing, one block per mode with thread-CPU-time counters around parity's hooks")
     p.add_argument("--diagnose", action="store_true",
-                   help=f"two more blocks per round: {COPY_AT_CLOSE} (full, a GPU step's host copy launched when the "
-                        f"step closes rather than at its update) and {HOOKS_ONLY} (no capture, two no-op global module "
-                        "hooks: the cost of torch's hooked call path alone)")
+                   help=f"four more blocks per round: {COPY_AT_CLOSE} (full, a GPU step's host copy launched when the "
+                        f"step closes rather than at its update), {HOOKS_ONLY} (no capture, two no-op global module "
+                        f"hooks: the cost of torch's hooked call path alone), {WRITE_AT_UPDATE} (full, GPU steps written "
+                        f"on the trainer's thread at the next update, not on a second thread) and {SHORT_SWITCH} (full, "
+                        "CPython's thread switch interval at 0.5 ms)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = p.parse_args()
     presets = (args.preset or ("gpu" if args.device == "cuda" else "cpu")).split(",")

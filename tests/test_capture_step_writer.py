@@ -67,3 +67,17 @@ def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatc
     assert launched  # the GPU path ran, and a step changed after it (the clip) still records its new norm
     assert not [r for r in early if r.get("key") == "capture_error"]
     assert _steps(early) == _steps(plain)
+
+
+def test_steps_written_at_the_next_update_are_the_same_and_in_order(tmp_path, monkeypatch) -> None:
+    plain = _train(tmp_path / "plain")
+    monkeypatch.setenv("PARITY_STEP_WRITER", "update")
+    monkeypatch.setattr(recorder, "_on_gpu", lambda: True)
+    monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
+    threads = []
+    monkeypatch.setattr(recorder, "StepWriter", lambda finish: threads.append(finish))
+    held = _train(tmp_path / "held")
+    assert not threads, "no step-writer thread is started"
+    assert not [r for r in held if r.get("key") == "capture_error"]
+    assert _steps(held) == _steps(plain)
+    assert [r["type"] for r in held][-1] == "end"

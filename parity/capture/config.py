@@ -24,6 +24,9 @@ ENV_DEEP_STEP = "PARITY_DEEP_STEP"
 ENV_DEEP_EXIT = "PARITY_DEEP_EXIT"
 # $set_env.py: PARITY_STRICT_DETERMINISTIC -- "1": torch.use_deterministic_algorithms(True) without warn-only.
 ENV_STRICT_DETERMINISTIC = "PARITY_STRICT_DETERMINISTIC"
+# $set_env.py: PARITY_STEP_WRITER -- where a GPU step is finished and written: "thread" (default: a background
+# thread) or "update" (the trainer's thread, at the next optimizer update, while the GPU works on it).
+ENV_STEP_WRITER = "PARITY_STEP_WRITER"
 
 
 #: Environment variables that can change numerics, placement or seeding (here, not in metadata, which

@@ -31,7 +31,7 @@ import torch
 
 from parity.capture import digest, metadata, settings, sources, structure
 from parity.capture.batches import LoaderBatch, label_histogram
-from parity.capture.config import CaptureConfig
+from parity.capture.config import ENV_STEP_WRITER, CaptureConfig
 from parity.capture.step_writer import StepWriter
 from parity.trace import schema
 from parity.trace.writer import TraceWriter
@@ -160,6 +160,10 @@ class Recorder:
         self._early_transfer: tuple[tuple[Any, ...], digest.Transfer] | None = None
         # Finishes GPU steps off the trainer's thread; started with the first such step.
         self._step_writer: StepWriter | None = None
+        # Or (PARITY_STEP_WRITER=update) the closed GPU step held until the next update, where the trainer's
+        # thread finishes it while the GPU works on that update: no second thread to share the interpreter with.
+        self._write_at_update = os.environ.get(ENV_STEP_WRITER, "thread") == "update"
+        self._held: tuple[dict[str, Any], digest.Transfer] | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
         self.update_listeners: list[Callable[[int, list[torch.Tensor], list[str]], None]] = []
         self.closed = False
@@ -250,6 +254,10 @@ class Recorder:
         if transfer.on_host:
             self._finish_step(record, transfer)
             return
+        if self._write_at_update:
+            self._finish_held()
+            self._held = (record, transfer)
+            return
         if self._step_writer is None:
             self._step_writer = StepWriter(self._finish_step)
         self._step_writer.put(record, transfer)
@@ -262,9 +270,15 @@ class Recorder:
         self._early_transfer = (_carried(pending, scalars, copies), digest.Transfer(pending, scalars, copies))
 
     def _drain_step_writer(self) -> None:
-        """Wait until every step handed to the step writer is written."""
+        """Wait until every step handed to the step writer is written (or held for the next update)."""
+        self._finish_held()
         if self._step_writer is not None:
             self._step_writer.drain()
+
+    def _finish_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._finish_step(*held)
 
     def _write(self, record: dict[str, Any]) -> None:
         with self._write_lock:
@@ -473,6 +487,7 @@ class Recorder:
         self._first_event_time = None
         if _on_gpu():
             self._launch_early()
+        self._finish_held()  # the step before this one, its values long on the host by now
         if self.update_listeners:
             params = _optimizer_params(optimizer)
             names = self._sum_names(params)
