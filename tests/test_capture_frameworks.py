@@ -168,7 +168,11 @@ def test_accelerate_overflow_step_is_skipped(tmp_path, monkeypatch):
 # -- TRL -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory) -> Path:
-    return _record_pairs(tmp_path_factory.mktemp("trl"), "fw-trl-logging", {})["base"]
+    """An SFTTrainer run: fw-trl-logging's candidate (the base training, logging every update), which that
+    pair's gate records too, through the same cache."""
+    candidate = load_pair("fw-trl-logging").candidate
+    assert candidate.budget("cpu", None) == STEPS
+    return record_pair_side(candidate, tmp_path_factory.mktemp("trl") / "logging", STEPS)
 
 
 @pytest.mark.slow
