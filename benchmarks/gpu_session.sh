@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_session.sh hf-sft   # one GPU: seed 004 (1B Llama, HF Trainer): pair report + speed benchmark
 #   bash benchmarks/gpu_session.sh hf-sft-ablate  # one GPU: seed 004, each changed argument alone
 #   bash benchmarks/gpu_session.sh overhead # one GPU: capture overhead, 168M and 1.1B presets, bf16
+#   bash benchmarks/gpu_session.sh diagnose # one GPU: the 168M preset's overhead split (step writer, switch interval, hooks)
 #   bash benchmarks/gpu_session.sh lm       # one GPU: seed 002, throughput of both LM trainers + feature matrix
 #   bash benchmarks/gpu_session.sh locate   # one GPU: the op behind the histocc reference's own nondeterminism
 set -uo pipefail
@@ -49,6 +50,10 @@ case "${1:-single}" in
   overhead)
     python3 benchmarks/capture_overhead.py --device cuda --preset gpu,gpu-1b --dtype bf16 --attribute --diagnose \
       --json reports/gpu/capture-overhead.json > reports/gpu/capture-overhead.md
+    ;;
+  diagnose)
+    python3 benchmarks/capture_overhead.py --device cuda --preset gpu --dtype bf16 --diagnose \
+      --json reports/gpu/capture-overhead-diagnose.json > reports/gpu/capture-overhead-diagnose.md
     ;;
   lm)
     python3 benchmarks/lm_throughput.py --device cuda --preset full --dtype bf16 --steps 30 --skip 5 \
