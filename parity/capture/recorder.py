@@ -108,9 +108,10 @@ def dynamo_tracing() -> bool:
 
 def rng_digests() -> dict[str, str]:
     """Digests of every RNG a trainer commonly draws from; CUDA only if already initialised."""
+    numpy_state = np.random.get_state()  # once: each call copies the 624-word key
     out = {
         "torch": digest.digest_bytes(torch.get_rng_state().numpy().tobytes()),
-        "numpy": digest.digest_bytes(repr(np.random.get_state()[2:]).encode() + np.random.get_state()[1].tobytes()),
+        "numpy": digest.digest_bytes(repr(numpy_state[2:]).encode() + numpy_state[1].tobytes()),
         "python": digest.digest_bytes(repr(random.getstate()).encode()),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
