@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import random
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 # Idle OpenMP threads sleep instead of spinning: every trainer the suite starts (and inherits this) runs tiny
 # ops on two threads, and GNU OpenMP's default busy-wait after each parallel region tripled their CPU time
@@ -33,38 +37,95 @@ def record_pair_side(side, out: Path, steps: int) -> Path:
     return out
 
 
-def record_toy_in_process(out: Path, script: str = "train.py", *args: str, seed: int = 0) -> Path:
-    """Record the toy trainer `tests/toy/SCRIPT ARGS` inside this process, into `out`.
-
-    For tests about what the checks make of a recording, not about the launcher: no trainer process starts
-    (seconds of imports each). The script's trainer class runs through `train.main`, as its `__main__` does;
-    sys.path and the toy modules are put back afterwards (a variant moves tests/toy to the front on import).
-    """
+def run_toy_trainer(script: Path, args: list[str]) -> None:
+    """Run the toy trainer `script` (tests/toy/train.py or a variant) with `args` inside this process, as its
+    `__main__` does: the script's trainer class through `train.main`. sys.path and the toy modules are put back
+    afterwards (a variant moves tests/toy to the front of sys.path when imported)."""
     import importlib.util
 
-    import parity
-
-    path = TOY / script
     saved_path, saved_train = list(sys.path), sys.modules.pop("train", None)
     sys.path.insert(0, str(TOY))
     try:
         import train
 
         trainer_cls = train.Trainer
-        if path != TOY / "train.py":
-            spec = importlib.util.spec_from_file_location(f"toy_variant_{path.stem}", path)
+        if script.resolve() != TOY / "train.py":
+            spec = importlib.util.spec_from_file_location(f"toy_variant_{script.stem}", script)
             variant = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(variant)
             trainer_cls = next(v for v in vars(variant).values()
                                if isinstance(v, type) and issubclass(v, train.Trainer) and v is not train.Trainer)
-        with parity.record(out, seed=seed):
-            train.main(["--ckpt-dir", str(out / "ckpt"), *args], trainer_cls=trainer_cls)
+        train.main(args, trainer_cls=trainer_cls)
     finally:
         sys.path[:] = saved_path
         sys.modules.pop("train", None)
         if saved_train is not None:
             sys.modules["train"] = saved_train
+
+
+def record_toy_in_process(out: Path, script: str = "train.py", *args: str, seed: int = 0) -> Path:
+    """Record the toy trainer `tests/toy/SCRIPT ARGS` inside this process, into `out`.
+
+    For tests about what the checks make of a recording, not about the launcher: no trainer process starts
+    (seconds of imports each)."""
+    import parity
+
+    with parity.record(out, seed=seed):
+        run_toy_trainer(TOY / script, ["--ckpt-dir", str(out / "ckpt"), *args])
     return out
+
+
+def _toy_script(command: list[str], cwd: Path) -> Path | None:
+    """The toy script a `python SCRIPT ...` command runs, or None when it runs anything else."""
+    if len(command) < 2 or not Path(command[0]).name.startswith("python") or not command[1].endswith(".py"):
+        return None
+    script = (cwd / command[1]).resolve()
+    return script if script.is_relative_to(TOY) else None
+
+
+@contextlib.contextmanager
+def toy_commands_recorded_in_process() -> Iterator[None]:
+    """Within the block, a recorded command that runs a toy script (`python tests/toy/...py ARGS`) runs inside
+    this process, under the same capture settings (level, seed, skipped loads) and with the run.json a launched
+    recording writes; any other command, or one with an environment or deterministic flags to set, is launched.
+
+    For tests of what parity makes of recordings (resume checks, attribution) that start many toy runs: each
+    launched one costs seconds of imports. Keep at least one launched test per capability beside them."""
+    from parity.capture import config as cfg, launch, runtime
+    from parity.trace.writer import encode_record
+
+    launched = launch._run_and_describe
+
+    def run_here(command, out, *, seed, deterministic, level, cwd, env, skip_loads, log_output, timeout):
+        script = _toy_script(list(command), Path(cwd or "."))
+        if script is None or env or deterministic:
+            return launched(command, out, seed=seed, deterministic=deterministic, level=level, cwd=cwd, env=env,
+                            skip_loads=skip_loads, log_output=log_output, timeout=timeout)
+        started, returncode, printed = time.perf_counter(), 0, io.StringIO()
+        capture = runtime.start_capture(out, cfg.CaptureConfig.parse(level), seed=seed, skip_loads=frozenset(skip_loads))
+        try:
+            with contextlib.redirect_stdout(printed), contextlib.chdir(cwd or "."):
+                run_toy_trainer(script, list(command[2:]))
+        except Exception as exc:  # the trainer failed: what a launched one reports as a non-zero exit
+            capture.stop(exc)
+            printed.write(f"{type(exc).__name__}: {exc}\n")
+            returncode = 1
+        else:
+            capture.stop()
+        log = out / "output.log" if log_output else None
+        if log is not None:
+            log.write_text(printed.getvalue())
+        seconds = time.perf_counter() - started
+        provenance = {"command": list(command), "cwd": str(Path(cwd or ".").resolve()), "out": str(out.resolve()),
+                      "seed": seed, "deterministic": deterministic, "level": level, "skip_loads": list(skip_loads),
+                      "env": {}, "inherited_env": {}, "returncode": returncode, "seconds": round(seconds, 3),
+                      "python": sys.executable}
+        (out / launch.RUN_FILE).write_text(encode_record(provenance) + "\n")
+        return launch.RecordResult(out, returncode, seconds, log)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(launch, "_run_and_describe", run_here)
+        yield
 
 
 _PATCHED = [

@@ -12,7 +12,7 @@ from parity.resume.runner import ResumeRunner
 from parity.exceptions import ConfigError
 from parity.trace.reader import load_run
 
-from conftest import REPO, TOY
+from conftest import REPO, TOY, toy_commands_recorded_in_process
 
 RUNS = REPO / "runs" / "pytest-resume"
 # The exact protocol's flags: NumPy/Python-RNG noise and a GradScaler make every kind of state a control can drop matter.
@@ -62,11 +62,20 @@ def runs_from_scratch_recorded_once():
         yield
 
 
+@pytest.fixture
+def in_process():
+    """Toy runs recorded in this process: what the resume analysis makes of them is the subject here.
+    test_controls_that_cannot_fire_say_so records through `parity record` (as do the pairs' resume gates)."""
+    with toy_commands_recorded_in_process():
+        yield
+
+
 @pytest.fixture(scope="module")
 def exact_with_controls(tmp_path_factory):
     # The double resume starts from the split's own checkpoint, so no extra stopped run is needed.
     path = _protocol(tmp_path_factory.mktemp("p"), "toy-exact", "train.py", double=(8, 12), **NOISY)
-    return session.resume_check(path, controls=True, runs_dir=RUNS)
+    with toy_commands_recorded_in_process():
+        return session.resume_check(path, controls=True, runs_dir=RUNS)
 
 
 def test_exact_resume_and_double_resume(exact_with_controls):
@@ -98,7 +107,7 @@ def test_controls_that_cannot_fire_say_so(tmp_path, monkeypatch):
     asserted = {"rng_numpy", "grad_scaler"}
     monkeypatch.setattr(ResumeRunner, "_applicable", lambda self, continuous: {
         kind: why if kind in asserted else "not run by this test" for kind, why in applicable(self, continuous).items()})
-    r = session.resume_check(_protocol(tmp_path, "toy-plain", "train.py"), controls=True, double=False, runs_dir=RUNS)
+    r = session.resume_check(_protocol(tmp_path, "toy-launched", "train.py"), controls=True, double=False, runs_dir=RUNS)
     by_state = {c["state"]: c for c in r.controls}
     # Without --aug-noise the NumPy and Python RNGs are restored but never drawn from.
     assert by_state["rng_numpy"]["called"] and not by_state["rng_numpy"]["fired"]
@@ -112,14 +121,14 @@ def test_controls_that_cannot_fire_say_so(tmp_path, monkeypatch):
     ("variants/forgets_scheduler_state.py", "toy-exact", NOISY, "lr", 9),
     ("variants/forgets_rng_state.py", "toy-plain", {}, "loss", 8),
 ], ids=["optimizer", "scheduler", "rng"])
-def test_forgotten_state_is_diagnosed(tmp_path, variant, name, flags, channel, step):
+def test_forgotten_state_is_diagnosed(tmp_path, in_process, variant, name, flags, channel, step):
     r = session.resume_check(_protocol(tmp_path, name, variant, **flags), runs_dir=RUNS)
     split = r.splits[0]
     assert not r.exact and (split.channel, split.first_divergent_step) == (channel, step), split.to_json()
     assert split.diagnosis
 
 
-def test_ignored_resume_flag_is_reported_as_such(tmp_path):
+def test_ignored_resume_flag_is_reported_as_such(tmp_path, in_process):
     r = session.resume_check(_protocol(tmp_path, "toy-plain", "variants/ignores_resume.py"), runs_dir=RUNS)
     assert r.ignored_resume and r.splits[0].started_from_scratch
     assert "ignores the resume flag" in r.splits[0].diagnosis
