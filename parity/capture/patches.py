@@ -21,7 +21,7 @@ from parity.capture.controls import rng_restore_targets
 from parity.capture import structure
 from parity.capture.settings import argparse_options
 from parity.capture.frameworks import ShimFinder, install_shims
-from parity.capture.recorder import Recorder, dynamo_tracing, iter_tensors
+from parity.capture.recorder import _IS_COMPILING, Recorder, dynamo_tracing, iter_tensors
 from parity.trace import schema
 
 
@@ -59,6 +59,8 @@ class TorchPatches:
         self._originals: list[tuple[Any, str, Any, bool]] = []
         self._handles: list[Any] = []
         self._depth: dict[str, int] = {}
+        # Module calls under way (an attribute, not a `_depth` key: both hooks run for every module call).
+        self._forward_depth = 0
         self._scaled: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._in_scaler_step = False
         self._scaler_updated = False
@@ -411,10 +413,10 @@ class TorchPatches:
     # Both forward hooks return at once while Dynamo traces, so the depth count stays balanced: the
     # compiled region's submodules are never seen, the OptimizedModule around them is, eagerly.
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if dynamo_tracing():
+        if _IS_COMPILING is not None and _IS_COMPILING():  # dynamo_tracing(), inlined: this runs per module call
             return
-        depth = self._depth.get("forward", 0)
-        self._depth["forward"] = depth + 1
+        depth = self._forward_depth
+        self._forward_depth = depth + 1
         # A forward run by the autograd engine is activation checkpointing recomputing a block during
         # backward: part of the backward, not a new call of the model (nor a second root module).
         if depth == 0 and not _in_autograd_backward():
@@ -538,10 +540,11 @@ class TorchPatches:
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None) -> None:
         # `always_call` hooks also run when the forward raised (torch then passes no output): the depth
         # count must come down either way, or every later forward would look nested.
-        if dynamo_tracing():
+        if _IS_COMPILING is not None and _IS_COMPILING():
             return
-        depth = self._depth.get("forward", 1) - 1
-        self._depth["forward"] = depth
+        # Never below 0: a post hook whose pre hook ran before capture was installed.
+        depth = self._forward_depth - 1 if self._forward_depth else 0
+        self._forward_depth = depth
         if depth == 0 and self._batch_root is module:
             self._batch_root = None
             self._safe("forward", lambda: self.recorder.on_batch(_data_tensors((args, kwargs)), _root_name(module)))
