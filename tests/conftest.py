@@ -38,26 +38,22 @@ def record_pair_side(side, out: Path, steps: int) -> Path:
 
 
 def run_toy_trainer(script: Path, args: list[str]) -> None:
-    """Run the toy trainer `script` (tests/toy/train.py or a variant) with `args` inside this process, as its
-    `__main__` does: the script's trainer class through `train.main`. sys.path and the toy modules are put back
-    afterwards (a variant moves tests/toy to the front of sys.path when imported)."""
-    import importlib.util
+    """Run the toy trainer `script` (tests/toy/train.py, a variant, or a script built on them) with `args` inside
+    this process, as `python SCRIPT ARGS` runs it: its `__main__` block, with sys.argv set. sys.argv, sys.path
+    and the toy modules are put back afterwards (a variant moves tests/toy to the front of sys.path); an exit
+    other than 0 raises."""
+    import runpy
 
-    saved_path, saved_train = list(sys.path), sys.modules.pop("train", None)
-    sys.path.insert(0, str(TOY))
+    saved_argv, saved_path, saved_train = sys.argv, list(sys.path), sys.modules.pop("train", None)
+    sys.argv = [str(script), *args]
+    sys.path.insert(0, str(script.parent))
     try:
-        import train
-
-        trainer_cls = train.Trainer
-        if script.resolve() != TOY / "train.py":
-            spec = importlib.util.spec_from_file_location(f"toy_variant_{script.stem}", script)
-            variant = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(variant)
-            trainer_cls = next(v for v in vars(variant).values()
-                               if isinstance(v, type) and issubclass(v, train.Trainer) and v is not train.Trainer)
-        train.main(args, trainer_cls=trainer_cls)
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise RuntimeError(f"{script.name} exited with {exit_.code!r}") from None
     finally:
-        sys.path[:] = saved_path
+        sys.argv, sys.path[:] = saved_argv, saved_path
         sys.modules.pop("train", None)
         if saved_train is not None:
             sys.modules["train"] = saved_train
@@ -75,19 +71,20 @@ def record_toy_in_process(out: Path, script: str = "train.py", *args: str, seed:
     return out
 
 
-def _toy_script(command: list[str], cwd: Path) -> Path | None:
-    """The toy script a `python SCRIPT ...` command runs, or None when it runs anything else."""
+def _toy_script(command: list[str], cwd: Path, also: tuple[Path, ...]) -> Path | None:
+    """The script a `python SCRIPT ...` command runs, when it is a toy script (or one of `also`), else None."""
     if len(command) < 2 or not Path(command[0]).name.startswith("python") or not command[1].endswith(".py"):
         return None
     script = (cwd / command[1]).resolve()
-    return script if script.is_relative_to(TOY) else None
+    return script if script.is_relative_to(TOY) or script in also else None
 
 
 @contextlib.contextmanager
-def toy_commands_recorded_in_process() -> Iterator[None]:
-    """Within the block, a recorded command that runs a toy script (`python tests/toy/...py ARGS`) runs inside
-    this process, under the same capture settings (level, seed, skipped loads) and with the run.json a launched
-    recording writes; any other command, or one with an environment or deterministic flags to set, is launched.
+def toy_commands_recorded_in_process(also: tuple[Path, ...] = ()) -> Iterator[None]:
+    """Within the block, a recorded command that runs a toy script (`python tests/toy/...py ARGS`, or one of the
+    scripts `also` names) runs inside this process, under the same capture settings (level, seed, skipped
+    loads) and with the run.json a launched recording writes; any other command, or one with an environment
+    or deterministic flags to set, is launched. One recording at a time: record with jobs=1.
 
     For tests of what parity makes of recordings (resume checks, attribution) that start many toy runs: each
     launched one costs seconds of imports. Keep at least one launched test per capability beside them."""
@@ -97,7 +94,7 @@ def toy_commands_recorded_in_process() -> Iterator[None]:
     launched = launch._run_and_describe
 
     def run_here(command, out, *, seed, deterministic, level, cwd, env, skip_loads, log_output, timeout):
-        script = _toy_script(list(command), Path(cwd or "."))
+        script = _toy_script(list(command), Path(cwd or "."), tuple(Path(p).resolve() for p in also))
         if script is None or env or deterministic:
             return launched(command, out, seed=seed, deterministic=deterministic, level=level, cwd=cwd, env=env,
                             skip_loads=skip_loads, log_output=log_output, timeout=timeout)

@@ -19,7 +19,7 @@ from parity.report.explanation import explanation_lines, load_explanation
 from parity.results import CHANGES_TRAINING, INERT, NOT_REVERTED, AttributedSetting
 from parity.trace import schema
 
-from conftest import REPO
+from conftest import REPO, toy_commands_recorded_in_process
 
 TOY = REPO / "tests" / "toy" / "train.py"
 STEPS = 2
@@ -134,7 +134,7 @@ def test_the_argument_that_matters_is_named_alone(two_args):
 
 
 @pytest.mark.slow
-def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(runs, tmp_path):
+def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(tmp_path):
     script = tmp_path / "fork.py"
     script.write_text(textwrap.dedent(f"""\
         import sys
@@ -159,7 +159,10 @@ def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(runs, 
 
         raise SystemExit(train.main(trainer_cls=Fork))
         """))
-    result = attribute(load_pair(_pair(tmp_path, "toy-fork", ["--lr", "0.01"], script)), runs_dir=runs, progress=False)
+    # Recorded in this process, one run at a time, in runs of its own (the launched path: the test above).
+    with toy_commands_recorded_in_process(also=(script,)):
+        result = attribute(load_pair(_pair(tmp_path, "toy-fork", ["--lr", "0.01"], script)), runs_dir=tmp_path / "runs",
+                           jobs=1, progress=False)
     by_name = {s.name: s for s in result.settings}
     assert by_name["lr"].verdict == CHANGES_TRAINING and not by_name["lr"].explains_all
     assert by_name["tag"].verdict == NOT_REVERTED and "no off value" in by_name["tag"].note
