@@ -37,6 +37,18 @@ def record_pair_side(side, out: Path, steps: int) -> Path:
     return out
 
 
+def side_table(table: str, side, *extra: str) -> str:
+    """A pair file's `[table]` that runs a bundled pair's `side` with `extra` arguments added: the same command,
+    seed, steps and cwd, so that a test's pair shares the runs recorded for the bundled one (through PAIR_RUNS)."""
+    import json
+
+    lines = [f"[{table}]", f"command = {json.dumps([*side.command, *extra])}", f'cwd = "{side.cwd}"',
+             "steps = { " + ", ".join(f"{device} = {n}" for device, n in side.steps.items()) + " }"]
+    if side.seed is not None:
+        lines.append(f"seed = {side.seed}")
+    return "\n".join(lines) + "\n"
+
+
 def run_toy_trainer(script: Path, args: list[str]) -> None:
     """Run the toy trainer `script` (tests/toy/train.py, a variant, or a script built on them) with `args` inside
     this process, as `python SCRIPT ARGS` runs it: its `__main__` block, with sys.argv set. sys.argv, sys.path

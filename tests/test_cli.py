@@ -11,8 +11,9 @@ import pytest
 
 from parity import cli
 from parity.checks.base import Tolerance
+from parity.pairs import load_pair
 
-from conftest import REPO, TOY, record_toy_in_process
+from conftest import PAIR_RUNS, REPO, record_toy_in_process, side_table
 
 SUBCOMMANDS = ["record", "compare", "report", "gate", "golden", "calibrate", "resume-check", "audit", "ablate", "attribute", "features", "bisect",
                "locate"]
@@ -150,21 +151,12 @@ def test_record_refuses_to_overwrite(two_runs):
 def test_gate_fails_and_prints_first_divergence(tmp_path):
     pair = tmp_path / "pairs" / "wrong.toml"
     pair.parent.mkdir()
-    pair.write_text(f"""
-[pair]
-name = "wrong-expectation"
-ignore_args = ["ckpt_dir"]
-[baseline]
-command = ["{{python}}", "{TOY / 'train.py'}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]
-steps = 4
-[candidate]
-command = ["{{python}}", "{TOY / 'variants' / 'warmup.py'}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]
-steps = 4
-[[expect]]
-check = "verdict"
-status = "IDENTICAL"
-""")
-    proc = _parity("gate", "--pair", str(pair), "--runs-dir", str(tmp_path / "runs"))
+    # toy-warmup's sides, recorded through the cache its tests and gate use: no trainer starts when they ran first.
+    warmup = load_pair("toy-warmup")
+    pair.write_text('[pair]\nname = "wrong-expectation"\nignore_args = ["ckpt_dir"]\n'
+                    + side_table("baseline", warmup.baseline) + side_table("candidate", warmup.candidate)
+                    + '[[expect]]\ncheck = "verdict"\nstatus = "IDENTICAL"\n')
+    proc = _parity("gate", "--pair", str(pair), "--runs-dir", str(PAIR_RUNS))
     assert proc.returncode == 1
     assert "expected IDENTICAL, got DIFFERENT" in proc.stderr and "first divergence: step 0, channel lr" in proc.stderr
 

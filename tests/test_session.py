@@ -11,26 +11,24 @@ import pytest
 
 from parity import session
 from parity.checks.base import Tolerance
+from parity.pairs import load_pair
 from parity.trace import schema
 
-from conftest import REPO, TOY
+from conftest import PAIR_RUNS, REPO, side_table
 
 
 def _pair(folder: Path, tolerance: str) -> Path:
-    """The toy trainer against itself with a 5% higher lr: losses drift apart by far less than 1%."""
+    """The toy trainer against itself with a 5% higher lr: losses drift apart by far less than 1%. The baseline
+    is toy-warmup's, so that its run cached under PAIR_RUNS (by that pair's tests or gate) is reused."""
     path = folder / "pairs" / "lr-nudge.toml"
     path.parent.mkdir(parents=True)
-    command = f'["{{python}}", "{TOY / "train.py"}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"'
+    baseline = load_pair("toy-warmup").baseline
     path.write_text(f"""
 [pair]
 name = "lr-nudge"
 ignore_args = ["ckpt_dir", "lr"]
-[baseline]
-command = {command}]
-steps = 4
-[candidate]
-command = {command}, "--lr", "1.05e-3"]
-steps = 4
+{side_table("baseline", baseline)}
+{side_table("candidate", baseline, "--lr", "1.05e-3")}
 [tolerance]
 loss = "{tolerance}"
 [[expect]]
@@ -50,8 +48,7 @@ def _parity(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def nudged(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tolerance")
-    return _pair(root, "1%"), root / "runs"
+    return _pair(tmp_path_factory.mktemp("tolerance"), "1%"), PAIR_RUNS
 
 
 def test_pair_tolerance_gives_one_verdict_through_gate_report_and_pytest(nudged, tmp_path):
@@ -66,8 +63,8 @@ def test_pair_tolerance_gives_one_verdict_through_gate_report_and_pytest(nudged,
     loss = next(c for c in json.loads(out.read_text())["checks"] if c["name"] == "loss")
     assert loss["status"] == schema.EQUIVALENT and loss["first_divergent_step"] == 1
 
-    # Run from the project, like the gate and report above: a pair without a cwd runs where parity is invoked,
-    # and only a side that runs inside a git checkout is cached, so the items reuse the runs recorded above.
+    # Run from the project, like the gate and report above: the run cache's key holds the run directory resolved
+    # from where parity runs, so the items reuse the runs recorded above.
     items = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pair),
                             "--parity-runs-dir", str(runs), "--rootdir", str(pair.parent)],
                            capture_output=True, text=True, cwd=REPO)
