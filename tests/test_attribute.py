@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,34 +20,23 @@ from parity.report.explanation import explanation_lines, load_explanation
 from parity.results import CHANGES_TRAINING, INERT, NOT_REVERTED, AttributedSetting
 from parity.trace import schema
 
-from conftest import REPO, toy_commands_recorded_in_process
+from conftest import PAIR_RUNS, REPO, side_table, toy_commands_recorded_in_process
 
 TOY = REPO / "tests" / "toy" / "train.py"
-STEPS = 2
 
 
 def _action(options, kind="store", default=None, nargs=None, const=None):
     return {"options": list(options), "action": kind, "nargs": nargs, "default": default, "const": const}
 
 
-def _pair(tmp: Path, name: str, candidate: list[str], script: Path = TOY) -> Path:
-    """A toy pair file: the baseline at defaults, the candidate `script` with `candidate` arguments."""
-    def command(path: Path, extra: list[str]) -> str:
-        return json.dumps(["{python}", str(path), "--steps", "{steps}", "--ckpt-dir", "{out}/ckpt", *extra])
+def _pair(tmp: Path, name: str, candidate: list[str], script: Path | None = None) -> Path:
+    """A toy pair file: toy-warmup's baseline (its run is cached under PAIR_RUNS by that pair's tests and gate),
+    the candidate the same command with `candidate` arguments, run by `script` instead of train.py if given."""
+    baseline = load_pair("toy-warmup").baseline
+    runs = replace(baseline, command=(baseline.command[0], str(script), *baseline.command[2:])) if script else baseline
     path = tmp / f"{name}.toml"
-    path.write_text(textwrap.dedent(f"""\
-        [pair]
-        name = "{name}"
-        ignore_args = ["ckpt_dir"]
-        [baseline]
-        command = {command(TOY, [])}
-        cwd = "{REPO}"
-        steps = {STEPS}
-        [candidate]
-        command = {command(script, candidate)}
-        cwd = "{REPO}"
-        steps = {STEPS}
-        """))
+    path.write_text(f'[pair]\nname = "{name}"\nignore_args = ["ckpt_dir"]\n'
+                    + side_table("baseline", baseline) + side_table("candidate", runs, *candidate))
     return path
 
 
@@ -105,10 +95,10 @@ def test_settings_that_are_not_set_back_say_why(baseline, candidate, options, re
     assert re.search(reason, planned.setting.note), planned.setting.note
 
 
-# -- whole runs (toy trainer, 2 steps) ---------------------------------------------------------------------
+# -- whole runs (the toy pairs' trainer and steps) ---------------------------------------------------------
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("attribute-runs")
+def runs() -> Path:
+    return PAIR_RUNS
 
 
 @pytest.fixture(scope="module")
