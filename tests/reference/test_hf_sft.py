@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import subprocess
@@ -11,9 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from implementations.hf_sft_optimized import train as after
-from reference.hf_sft import data, train as before
+from reference.hf_sft import data
 from reference.hf_sft.tokenizer import ByteTokenizer
+
+
+class _ImportedOnUse:
+    """A module imported when first used: the trainers import transformers (several seconds), which every
+    pytest worker would otherwise pay while collecting this file, whether or not it runs these tests."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+        return getattr(importlib.import_module(self._name), attr)
+
+
+after = _ImportedOnUse("implementations.hf_sft_optimized.train")
+before = _ImportedOnUse("reference.hf_sft.train")
 
 REPO = Path(__file__).resolve().parents[2]
 #: TrainingArguments fields the seed's AFTER version sets differently (max_seq_length is the script's own setting).
