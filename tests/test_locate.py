@@ -155,6 +155,32 @@ def test_a_module_that_returns_its_input_takes_no_backward_ops(tmp_path: Path) -
     assert not [r for r in records if r.kind == ds.KIND_MODULE and r.phase == ds.PHASE_BACKWARD and r.module == "3"]
 
 
+class _Wrapper(nn.Module):
+    """What DDP and torch.compile do to a model's names: its modules and parameters move under `module.`."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_a_wrapped_model_matches_the_model_op_for_op(tmp_path: Path, step: int) -> None:
+    """A fork that only wraps the model (DDP, torch.compile) has the same modules, parameters and ops; the
+    compiled fork pair was once reported as 'a code change' because its names carried `_orig_mod.`."""
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    _train(tmp_path / "plain", step, steps=2, model=model())
+    _train(tmp_path / "wrapped", step, steps=2, model=_Wrapper(model()))
+    a = ds.read_deep(tmp_path / "plain" / "deep-rank0.jsonl").records
+    b = ds.read_deep(tmp_path / "wrapped" / "deep-rank0.jsonl").records
+    assert len(a) == len(b) and loc.locate_records(a, b) is None
+    assert {r.name for r in b if r.kind == ds.KIND_STATE} == {"0.weight", "0.bias", "2.weight", "2.bias"}
+
+
 def test_walk_names_an_op_sequence_change() -> None:
     def op(seq: int, name: str, digest: str = "d") -> ds.DeepRecord:
         info = ds.TensorInfo(digest, "float32", (2,))

@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_flatten
 from parity.capture import config as cfg
 from parity.capture.deep_ops import OpRecorder, PendingTensor, fingerprints, resolve_batch
 from parity.capture.recorder import Recorder, dynamo_tracing
+from parity.capture.structure import unwrapped_name
 from parity.trace import deep as ds
 from parity.trace import schema
 from parity.trace.writer import encode_record
@@ -38,7 +39,7 @@ def _grad_tensors(values: Any) -> list[torch.Tensor]:
 class _Call:
     """One module call: its name and input fingerprints; in backward, its gradient-output fingerprints."""
 
-    __slots__ = ("name", "depth", "inputs", "grad_outputs", "grad_input_ids", "passthrough")
+    __slots__ = ("name", "depth", "inputs", "grad_outputs", "grad_input_ids", "passthrough", "alias")
 
     def __init__(self, name: str, depth: int, inputs: list) -> None:
         self.name, self.depth, self.inputs, self.grad_outputs = name, depth, inputs, []
@@ -47,6 +48,9 @@ class _Call:
         # The call returned its own input (dropout with p=0, identity): it has no backward of its own, and
         # its gradient hooks would see its "end" before its "start".
         self.passthrough = False
+        # A wrapper's wrapped module (torch.compile's _orig_mod, DDP's module): the same name as the call
+        # around it, so it records nothing of its own and a wrapped model's records match an unwrapped one's.
+        self.alias = False
 
 
 class DeepCapture:
@@ -94,7 +98,7 @@ class DeepCapture:
     def _arm_for_root(self, module: torch.nn.Module, args: Any) -> None:
         self._arming_handle.remove()
         self._arming_handle = None
-        named = [(n, p) for n, p in module.named_parameters()]
+        named = [(unwrapped_name(n), p) for n, p in module.named_parameters()]
         self._arm([p for _, p in named], [n for n, _ in named])
         self._forward_pre(module, args)  # this call's hooks were gathered before ours existed
 
@@ -203,9 +207,9 @@ class DeepCapture:
         known = self._names.get(module)
         if known is not None:
             return known
-        if not self._forward:  # a root: name its whole tree as state_dict does
+        if not self._forward:  # a root: name its whole tree as state_dict does, without wrapper segments
             for name, sub in module.named_modules(remove_duplicate=False):
-                self._names.setdefault(sub, name)
+                self._names.setdefault(sub, unwrapped_name(name))
             return self._names[module]
         name = f"{self._forward[-1].name}.<{type(module).__name__}>".lstrip(".")
         self._names[module] = name
@@ -224,10 +228,12 @@ class DeepCapture:
         self._guarded(self._enter_forward, module, args)
 
     def _enter_forward(self, module: torch.nn.Module, args: Any) -> None:
-        call = _Call(self._name(module), len(self._forward), fingerprints(args))
+        name = self._name(module)
+        call = _Call(name, len(self._forward), fingerprints(args))
+        call.alias = bool(self._forward) and self._forward[-1].name == name
         self._forward.append(call)
         needs_grad = _grad_tensors(args)
-        if needs_grad and torch.is_grad_enabled():
+        if needs_grad and torch.is_grad_enabled() and not call.alias:
             call.grad_input_ids = {id(t) for t in needs_grad}
             self._handles.append(register_multi_grad_hook(needs_grad, functools.partial(self._leave_backward, call)))
 
@@ -238,6 +244,8 @@ class DeepCapture:
 
     def _leave_forward(self, output: Any) -> None:
         call = self._forward.pop()
+        if call.alias:
+            return
         self._emit(ds.KIND_MODULE, ds.PHASE_FORWARD, call.name, "", call.inputs, fingerprints(output))
         needs_grad = _grad_tensors(output)
         if needs_grad and all(id(t) in call.grad_input_ids for t in needs_grad):

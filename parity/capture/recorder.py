@@ -72,16 +72,12 @@ def _optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[list[tor
     return tensors, scalars
 
 
-#: Name segments that wrappers add and the wrapped model lacks (DDP/DataParallel, torch.compile).
-_WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
-
-
 def _parameter_names(roots: list[torch.nn.Module]) -> dict[int, str]:
     """id(parameter) -> its name under the model roots, without wrapper segments (the first root naming it wins)."""
     names: dict[int, str] = {}
     for root in roots:
         for name, p in root.named_parameters():
-            names.setdefault(id(p), ".".join(part for part in name.split(".") if part not in _WRAPPER_SEGMENTS))
+            names.setdefault(id(p), structure.unwrapped_name(name))
     return names
 
 

@@ -132,3 +132,12 @@ def forward_arguments(frame: types.FrameType) -> list[Any]:
         names.append(code.co_varnames[count])
     local_vars = frame.f_locals
     return [local_vars.get(name) for name in names]
+
+
+#: Name segments that wrappers add and the wrapped model lacks (DDP/DataParallel, torch.compile).
+WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
+
+
+def unwrapped_name(name: str) -> str:
+    """A module or parameter name without wrapper segments: the same for a model and its DDP/compiled wrapper."""
+    return ".".join(part for part in name.split(".") if part not in WRAPPER_SEGMENTS)
