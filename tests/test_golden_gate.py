@@ -141,12 +141,13 @@ def test_auto_uses_a_stored_golden_and_records_the_baseline_where_none_is(stored
     on_golden = session.gate(pair, runs_dir=runs, golden=session.AUTO_GOLDEN)
     assert on_golden.golden is not None and on_golden.golden_note is None and on_golden.passed
     assert on_golden.runs.baseline == on_golden.golden.path  # compared with the golden, not a recording
-    # Another pair (no golden stored for it): the auto gate records its baseline and says why.
+    # Another pair (no golden stored for it): the auto gate records its baseline and says why. Its sides are
+    # the stored pair's commands, so the runs cached under `runs` serve it.
     other = _pair(tmp_path, name="toy-golden-other")
-    fresh = session.gate(other, runs_dir=tmp_path / "runs", golden=session.AUTO_GOLDEN)
+    fresh = session.gate(other, runs_dir=runs, golden=session.AUTO_GOLDEN)
     assert fresh.golden is None and fresh.passed
     assert fresh.golden_note.startswith("no golden for cpu-") and "baseline was recorded" in fresh.golden_note
-    assert (tmp_path / "runs" / "toy-golden-other" / "baseline" / "trace-rank0.jsonl").exists()
+    assert (runs / "toy-golden-other" / "baseline" / "trace-rank0.jsonl").exists()
 
 
 def test_pytest_items_say_which_pairs_ran_on_goldens_also_under_xdist(stored) -> None:
