@@ -1,4 +1,8 @@
-"""`parity ablate` on the toy family: each change is attributed to the right channel, in parallel, cached."""
+"""`parity ablate` on the toy family: each change is attributed to the right channel, and the runs are cached.
+
+The ablation's twelve toy runs are recorded in this process (the same record plan launches its runs in
+parallel in test_attribute's two-argument attribution), into runs of this module's own: the toy-ablate gate
+records its candidate through `parity record` itself."""
 
 from __future__ import annotations
 
@@ -13,14 +17,17 @@ from parity.exceptions import ConfigError
 from parity.pairs import load_pair
 from parity.trace import schema
 
-from conftest import REPO
+from conftest import REPO, toy_commands_recorded_in_process
 
-RUNS = REPO / "runs" / "pytest"
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("ablate")
 
 
 @pytest.fixture(scope="module")
-def toy_ablation():
-    return ablate(load_pair("toy-ablate"), runs_dir=RUNS, jobs=2, progress=False)
+def toy_ablation(runs):
+    with toy_commands_recorded_in_process():
+        return ablate(load_pair("toy-ablate"), runs_dir=runs, jobs=1, progress=False)
 
 
 def test_each_change_is_attributed(toy_ablation):
@@ -37,8 +44,8 @@ def test_each_change_is_attributed(toy_ablation):
     assert by_name["warmup"].applied_effect is not None
 
 
-def test_second_ablation_reuses_cached_runs(toy_ablation):
-    proc = subprocess.run([sys.executable, "-m", "parity", "ablate", "--pair", "toy-ablate", "--runs-dir", str(RUNS),
+def test_second_ablation_reuses_cached_runs(toy_ablation, runs):
+    proc = subprocess.run([sys.executable, "-m", "parity", "ablate", "--pair", "toy-ablate", "--runs-dir", str(runs),
                            "--format", "json"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 1  # some single changes alter training
     assert proc.stderr.count("reusing cached") == 2 + 2 * len(toy_ablation.toggles) + 2  # + both repeats
