@@ -177,7 +177,11 @@ class CallerLookup:
             return ""
         if filename.startswith(_CAPTURE_DIR):
             return "" if filename.startswith(_PASS_THROUGH) else None
-        shown = os.path.relpath(filename) if filename.startswith(os.getcwd()) else filename
+        if filename.startswith(os.getcwd()):
+            shown = os.path.relpath(filename)
+        else:  # an installed package: from its import name on, the same on every machine
+            _, found, inside = filename.partition("-packages" + os.sep)
+            shown = inside if found else filename
         return f"{shown}:{line} in {function}"
 
 
