@@ -124,7 +124,8 @@ def test_the_argument_that_matters_is_named_alone(two_args):
 
 
 @pytest.mark.slow
-def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(tmp_path):
+def _fork_script(tmp_path):
+    """A toy fork: dropout 0.3 set in code, and a --tag string option only it has."""
     script = tmp_path / "fork.py"
     script.write_text(textwrap.dedent(f"""\
         import sys
@@ -149,6 +150,11 @@ def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(tmp_pa
 
         raise SystemExit(train.main(trainer_cls=Fork))
         """))
+    return script
+
+
+def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(tmp_path):
+    script = _fork_script(tmp_path)
     # Recorded in this process, one run at a time, in runs of its own (the launched path: the test above).
     with toy_commands_recorded_in_process(also=(script,)):
         result = attribute(load_pair(_pair(tmp_path, "toy-fork", ["--lr", "0.01"], script)), runs_dir=tmp_path / "runs",
@@ -158,6 +164,16 @@ def test_a_code_change_is_the_rest_and_a_one_sided_string_is_not_set_back(tmp_pa
     assert by_name["tag"].verdict == NOT_REVERTED and "no off value" in by_name["tag"].note
     assert result.rest.verdict == schema.DIFFERENT and result.rest.code.changed
     assert "the rest is code" in result.conclusion and "fork.py" in result.conclusion
+
+
+def test_when_no_setting_can_be_set_back_the_finding_claims_nothing_about_settings(tmp_path):
+    script = _fork_script(tmp_path)
+    with toy_commands_recorded_in_process(also=(script,)):
+        result = attribute(load_pair(_pair(tmp_path, "toy-fork", [], script)), runs_dir=tmp_path / "runs",
+                           jobs=1, progress=False)
+    assert {s.verdict for s in result.settings} == {NOT_REVERTED} and result.rest is None
+    assert result.conclusion.startswith("None of the differing settings (`tag`) can be set back")
+    assert "changes training" not in result.conclusion and "The code differs" in result.conclusion
 
 
 @pytest.mark.slow

@@ -163,17 +163,24 @@ def conclude(settings: list[AttributedSetting], comparison: Comparison, rest: Co
         return "Baseline and candidate train bit-identically: no setting changes training."
     responsible = [s for s in settings if s.verdict == CHANGES_TRAINING]
     floor = "0 (bitwise reproducible)" if noise == 0 else _pct(noise) if noise is not None else "not measured"
-    parts = [("Settings that change training alone, by effect on final loss (the candidate's noise floor is "
-              f"{floor}): " + ", ".join(f"`{s.name}` ({_pct(s.effect)})" for s in responsible) + ".")
-             if responsible else "No setting changes training alone beyond the candidate's noise."]
+    if responsible:
+        parts = [("Settings that change training alone, by effect on final loss (the candidate's noise floor is "
+                  f"{floor}): " + ", ".join(f"`{s.name}` ({_pct(s.effect)})" for s in responsible) + ".")]
+    elif all(s.verdict == NOT_REVERTED for s in settings):
+        # Nothing was re-run, so nothing is known about any setting's effect: say only what blocked it.
+        held = [s.name for s in settings]
+        parts = ([f"None of the differing settings ({', '.join(f'`{n}`' for n in held[:4])}"
+                  f"{f' and {len(held) - 4} more' if len(held) > 4 else ''}) can be set back on the candidate's "
+                  "command line: their values come from code or a config file."] if held else [])
+    else:
+        parts = ["No setting changes training alone beyond the candidate's noise."]
     alone = [s.name for s in responsible if s.explains_all]
     if alone:
         parts.append(f"`{alone[0]}` alone explains the whole divergence: set back, the candidate is bit-identical to the baseline.")
     code = (rest if rest is not None else comparison).code
     files = "; ".join(f.describe() for f in code.files[:4]) + (f" and {len(code.files) - 4} more" if len(code.files) > 4 else "")
     if rest is None:
-        parts.append("No setting could be set back on the command line"
-                     + (f"; the code differs: {files}." if code.changed else "."))
+        parts.append(f"The code differs: {files}." if code.changed else "No code difference was recorded.")
     elif rest.verdict == schema.IDENTICAL:
         parts.append("With every setting set back, the rest is bit-identical to the baseline"
                      + (f" (the code differs, {files}, without changing training)." if code.changed else "."))
