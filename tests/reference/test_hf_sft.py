@@ -24,6 +24,8 @@ class _ImportedOnUse:
         self._name = name
 
     def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+        if attr.startswith("_"):  # what collection looks for on every module attribute (__pytest_wrapped__, ...)
+            raise AttributeError(attr)
         return getattr(importlib.import_module(self._name), attr)
 
 
