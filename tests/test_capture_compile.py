@@ -19,7 +19,8 @@ def _record(path, how: str = "eager", backend: str = "eager"):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.25), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     runner = {"eager": model, "wrapped": torch.compile(model, backend=backend),
-              "function": torch.compile(lambda x: model(x), backend=backend), "method": model}[how]
+              "function": torch.compile(lambda x: model(x), backend=backend), "method": model,
+              "dataparallel": nn.DataParallel(model)}[how]
     g = torch.Generator().manual_seed(1)
     with parity.record(path, seed=0):
         if how == "method":  # in-place compile, under capture as in a `parity record` child process
@@ -37,7 +38,8 @@ def eager_trace(tmp_path_factory):
     return _record(tmp_path_factory.mktemp("eager") / "run")
 
 
-@pytest.mark.parametrize("how, backend", [("wrapped", "eager"), ("wrapped", "aot_eager"), ("method", "aot_eager")])
+@pytest.mark.parametrize("how, backend", [("wrapped", "eager"), ("wrapped", "aot_eager"), ("method", "aot_eager"),
+                                          ("dataparallel", "eager")])  # DDP's wrapper holds the model the same way
 def test_compiled_model_records_like_the_eager_one(tmp_path, eager_trace, how, backend):
     torch._dynamo.reset()
     trace = _record(tmp_path / "run", how, backend)

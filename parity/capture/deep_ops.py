@@ -150,6 +150,11 @@ def _rng_state(func: Any, kwargs: dict) -> str | None:
     return digest.digest_bytes(state.numpy().tobytes())
 
 
+#: Op namespaces that compute nothing: profiler ranges (`record_function`, which DDP and the optimizers
+#: open around their work), so a wrapped model's op stream is not "another op sequence" because of them.
+_NOT_COMPUTE = frozenset({"profiler"})
+
+
 class CallerLookup:
     """The nearest trainer source line of the running op, or None when parity itself runs the op."""
 
@@ -212,7 +217,7 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if self.paused or os.getpid() != self._pid:
+        if self.paused or os.getpid() != self._pid or func.namespace in _NOT_COMPUTE:
             return func(*args, **kwargs)
         # f_back, not sys._getframe(1): on autograd's device threads no Python frame calls the op.
         caller = self._callers.find(sys._getframe(0).f_back)

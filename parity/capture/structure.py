@@ -12,10 +12,20 @@ from typing import Any, Iterable
 import torch
 
 
+#: Wrappers that hold the model as `.module` and add nothing to it (named, so torch.distributed is not imported).
+_MODULE_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel"})
+
+
 def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
-    """The module a `torch.compile` wrapper (OptimizedModule) runs, so compiled and eager runs describe alike."""
-    inner = getattr(module, "_orig_mod", None)
-    return inner if isinstance(inner, torch.nn.Module) else module
+    """The model inside its wrappers (torch.compile's OptimizedModule, DDP, DataParallel, in any nesting),
+    so that a compiled or distributed run describes its model as the plain run does."""
+    while True:
+        inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module) and type(module).__name__ in _MODULE_WRAPPERS:
+            inner = getattr(module, "module", None)
+        if not isinstance(inner, torch.nn.Module):
+            return module
+        module = inner
 
 
 def class_path(obj: Any) -> str:
