@@ -18,6 +18,8 @@ from parity.capture.runtime import record
 from parity.explain import locate as loc
 from parity.trace import deep as ds
 
+from conftest import toy_commands_recorded_in_process
+
 TOY = Path(__file__).parent / "toy"
 
 
@@ -29,10 +31,12 @@ def _record(out: Path, script: str, steps: int) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    # Recorded in this process (record_command's run.json as launched); locate's deep re-runs are launched.
     root = tmp_path_factory.mktemp("locate")
-    return {"gelu": _record(root / "gelu", "variants/gelu.py", 2),
-            "tanh": _record(root / "tanh", "variants/gelu_tanh_layer2.py", 2),
-            "shuffled": _record(root / "shuffled", "variants/shuffled_sum.py", 3), "root": root}
+    with toy_commands_recorded_in_process():
+        return {"gelu": _record(root / "gelu", "variants/gelu.py", 2),
+                "tanh": _record(root / "tanh", "variants/gelu_tanh_layer2.py", 2),
+                "shuffled": _record(root / "shuffled", "variants/shuffled_sum.py", 3), "root": root}
 
 
 def _locate_json(argv: list[str], tmp_path: Path) -> tuple[int, dict]:
