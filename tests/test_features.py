@@ -13,9 +13,12 @@ from types import SimpleNamespace
 import pytest
 
 from parity import cli, session
+from parity.capture.launch import record_command
 from parity.features import build, checklist
 from parity.features.matrix import DIFFERENT, IDENTICAL, NOT_CHECKED, ONLY_A, ONLY_B
 from parity.features.schema import infer_schema, merge_schemas, schema_differences, validate
+
+from conftest import toy_commands_recorded_in_process
 
 TOY = Path(__file__).resolve().parent / "toy"
 ROOT = TOY.parent.parent
@@ -65,10 +68,11 @@ def _add_artifacts(run: Path) -> None:
 
 
 def _record(out: Path, *command: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "parity", "record", "--out", str(out), "--seed", "0", "--", sys.executable,
-                           *command, "--steps", "3", "--ckpt-dir", str(out / "ckpt")], capture_output=True, text=True,
-                          cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    """Record the wrapped toy trainer in this process (with the run.json `parity record` writes)."""
+    with toy_commands_recorded_in_process(also=(Path(command[0]),)):
+        result = record_command([sys.executable, *command, "--steps", "3", "--ckpt-dir", str(out / "ckpt")], out,
+                                seed=0, cwd=ROOT)
+    assert result.returncode == 0
 
 
 def _edit_trace(run: Path, edit) -> None:
