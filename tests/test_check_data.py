@@ -92,3 +92,24 @@ def test_without_dataloader_batches_no_augmentation_is_claimed() -> None:
     assert f.status == schema.DIFFERENT and f.first_divergent_step == 2
     assert f.evidence["kind"] == "data_content" and "no DataLoader" in f.evidence["how"]
     assert "augmentation" not in f.summary
+
+
+def _loader(sampler: str, batch_size: int) -> dict:
+    """A META_DATALOADERS entry over one unchanged dataset."""
+    return {"class": "torch.utils.data.dataloader.DataLoader", "sampler": sampler, "batch_size": batch_size,
+            "shuffle": False, "drop_last": False, "batch_sampler": "torch.utils.data.sampler.BatchSampler",
+            "dataset": {"class": "Rows", "len": 400, "attrs": {"rows": "abc"}}}
+
+
+def test_a_sharding_sampler_is_named_not_augmentation() -> None:
+    """The DDP fork: the same dataset drawn by a DistributedSampler at half the batch size. The batches
+    differ because of sampling, which the loader descriptions show; augmentation is not blamed."""
+    base, cand = _trace(*BATCHES), _trace(*([_batch(50 + i)] for i in range(5)))
+    base.meta[schema.META_DATALOADERS] = [_loader("torch.utils.data.sampler.SequentialSampler", 16)]
+    cand.meta[schema.META_DATALOADERS] = [_loader("torch.utils.data.distributed.DistributedSampler", 8)]
+    for i, (a, b) in enumerate(zip(base.steps, cand.steps)):
+        a["loader"], b["loader"] = [f"l{i}"], [f"other{i}"]
+    f = check_data(base, cand)
+    assert f.status == schema.DIFFERENT and f.evidence["kind"] == "data_order"
+    assert "sampler SequentialSampler -> DistributedSampler" in f.evidence["how"]
+    assert "batch_size 16 -> 8" in f.evidence["how"] and "augmentation" not in f.summary

@@ -131,6 +131,25 @@ def _dataset_differences(baseline: Trace, candidate: Trace) -> dict[str, Any] | 
     return out
 
 
+#: DataLoader settings that decide which samples form each batch (a DistributedSampler shards them).
+_SAMPLING_KEYS = ("sampler", "batch_sampler", "batch_size", "shuffle", "drop_last", "generator_seed")
+
+
+def _short_class(value: Any) -> Any:
+    return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
+
+
+def _sampling_differences(baseline: Trace, candidate: Trace) -> list[str]:
+    """"loader i: key a -> b" for each sampling setting that differs between the loaders built in order."""
+    la, lb = TraceMeta.of(baseline).dataloaders, TraceMeta.of(candidate).dataloaders
+    out = []
+    for i, (a, b) in enumerate(zip(la or [], lb or [])):
+        for key in _SAMPLING_KEYS:
+            if a.get(key) != b.get(key):
+                out.append(f"loader {i}: {key} {_short_class(a.get(key))} -> {_short_class(b.get(key))}")
+    return out
+
+
 def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int | None, n: int,
               loader_compared: bool) -> dict[str, Any]:
     """What kind of data difference this is, with the evidence that decides it."""
@@ -173,6 +192,11 @@ def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int |
         if len(same) == len(epochs):
             return {"kind": ORDER, "how": f"every compared epoch ({len(epochs)}) holds the same samples in another "
                     "order (sampler, shuffling or its seed differs)", **evidence}
+    sampling = _sampling_differences(baseline, candidate)
+    if datasets is not None and not datasets["data_attrs"] and not datasets["length"] and sampling:
+        evidence["sampling"] = sampling
+        return {"kind": ORDER, "how": "the datasets hold the same prepared data, drawn into batches differently ("
+                + "; ".join(sampling[:4]) + "): a sampling, sharding or batching change", **evidence}
     if datasets is not None and not datasets["data_attrs"] and not datasets["length"]:
         return {"kind": AUGMENTATION, "how": "the datasets hold the same prepared data, but the batches differ: "
                 "augmentation, transforms or their random streams (workers, seeds) differ", **evidence}
