@@ -15,18 +15,19 @@ from parity import session
 from parity.golden.store import INDEX_FILE, list_environments, load_golden
 from parity.trace import schema
 
-from conftest import REPO, TOY
+from conftest import REPO, TOY, toy_commands_recorded_in_process
 
 pytestmark = pytest.mark.slow
 STEPS = 4
 
 
 def _pair(folder: Path, name: str = "toy-golden", candidate: str = "train.py", baseline_args: str = "",
-          baseline: str = "train.py") -> Path:
+          baseline: str = "train.py", one_thread: bool = True) -> Path:
     path = folder / "pairs" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     base = f'["{{python}}", "{TOY / baseline}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"{baseline_args}]'
     cand = f'["{{python}}", "{TOY / candidate}", "--steps", "{{steps}}", "--ckpt-dir", "{{out}}/ckpt"]'
+    env = 'env = { OMP_NUM_THREADS = "1" }' if one_thread else ""
     path.write_text(f"""
 [pair]
 name = "{name}"
@@ -34,11 +35,11 @@ ignore_args = ["ckpt_dir", "lr"]
 [baseline]
 command = {base}
 steps = {STEPS}
-env = {{ OMP_NUM_THREADS = "1" }}
+{env}
 [candidate]
 command = {cand}
 steps = {STEPS}
-env = {{ OMP_NUM_THREADS = "1" }}
+{env}
 [golden]
 dir = "{folder / 'goldens'}"
 [[expect]]
@@ -119,8 +120,10 @@ def test_a_provenance_mismatch_fails_without_bands_and_falls_back_to_them(stored
 
 
 def test_calibration_measures_a_nondeterministic_baseline(tmp_path) -> None:
-    pair = _pair(tmp_path, name="toy-noisy", baseline="variants/nondeterministic.py")
-    result = session.calibrate(pair, repeats=2, runs_dir=tmp_path / "runs")
+    # Its two runs recorded in this process, one at a time (calibrate's launched, parallel runs: the test above).
+    pair = _pair(tmp_path, name="toy-noisy", baseline="variants/nondeterministic.py", one_thread=False)
+    with toy_commands_recorded_in_process():
+        result = session.calibrate(pair, repeats=2, jobs=1, runs_dir=tmp_path / "runs")
     # Its noise sits near fp32 resolution: the parameters always differ, the loss often does.
     assert not result.deterministic and not result.digests_stable["params"]
 
