@@ -26,6 +26,8 @@ class Capture:
         self.patches = patches
         self.deep: Any = None
         """The deep capture (parity.capture.deep) when PARITY_DEEP_STEP asks for one."""
+        self.restore: list[Any] = []
+        """What stop() puts back once capture ends (process-wide settings that starting changed)."""
 
     def stop(self, exc: BaseException | None = None, *, interrupted: bool = False) -> None:
         global _active
@@ -38,6 +40,8 @@ class Capture:
         self.recorder.meta("numerics_at_end", metadata.numerics_flags())
         self.recorder.close(status, describe_exception(exc))
         self.patches.uninstall()
+        while self.restore:
+            self.restore.pop()()
         if _active is self:
             _active = None
 
@@ -58,6 +62,7 @@ def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None
                                                   "digest": digest.DIGEST_VERSION})
     if seed is not None:
         seeding.seed_everything(seed)
+    restore = []
     if deterministic:
         ops: list[str] = []
 
@@ -65,9 +70,10 @@ def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None
             if op not in ops:
                 ops.append(op)
                 recorder.meta("nondeterministic_ops", ops, open_trace=True)
-        seeding.enable_deterministic(nondeterministic)
+        restore.append(seeding.enable_deterministic(nondeterministic))
     patches = TorchPatches(recorder, skip_loads).install()
     _active = Capture(recorder, patches)
+    _active.restore = restore
     return _active
 
 

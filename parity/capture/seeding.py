@@ -20,8 +20,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def enable_deterministic(on_nondeterministic_op: Callable[[str], None]) -> None:
-    """Deterministic kernels where they exist; warn (and report the op) where they do not."""
+def enable_deterministic(on_nondeterministic_op: Callable[[str], None]) -> Callable[[], None]:
+    """Deterministic kernels where they exist; warn (and report the op) where they do not.
+
+    Returns the function that puts back what it changed, for a capture that ends while its process goes
+    on (`parity.record` inside a program): torch's flags, cuDNN benchmarking, the warning hook, the variable.
+    """
+    had_workspace = "CUBLAS_WORKSPACE_CONFIG" in os.environ
+    was = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+           torch.backends.cudnn.benchmark)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
@@ -34,6 +41,15 @@ def enable_deterministic(on_nondeterministic_op: Callable[[str], None]) -> None:
         return original(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
+
+    def restore() -> None:
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
+        torch.backends.cudnn.benchmark = was[2]
+        if warnings.showwarning is showwarning:  # not if someone installed their own hook since
+            warnings.showwarning = original
+        if not had_workspace:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    return restore
 
 
 def enable_strict_deterministic() -> None:
