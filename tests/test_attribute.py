@@ -35,6 +35,7 @@ def _pair(tmp: Path, name: str, candidate: list[str], script: Path | None = None
     baseline = load_pair("toy-warmup").baseline
     runs = replace(baseline, command=(baseline.command[0], str(script), *baseline.command[2:])) if script else baseline
     path = tmp / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)  # runs/pytest does not exist yet in a fresh clone
     path.write_text(f'[pair]\nname = "{name}"\nignore_args = ["ckpt_dir"]\n'
                     + side_table("baseline", baseline) + side_table("candidate", runs, *candidate))
     return path
