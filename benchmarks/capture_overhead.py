@@ -139,20 +139,24 @@ def _mode(mode: str, directory: Path) -> Iterator[None]:
             for handle in handles:
                 handle.remove()
         return
-    saved, switch = recorder._on_gpu, sys.getswitchinterval()
+    saved, switch = recorder._copy_at_update, sys.getswitchinterval()
     if mode == COPY_AT_CLOSE:
-        recorder._on_gpu = lambda: False  # the recorder then builds the step's copy when the step closes
+        recorder._copy_at_update = lambda: False  # the recorder then builds the step's copy when the step closes
     if mode == SHORT_SWITCH:
         sys.setswitchinterval(0.0005)
+    writer = os.environ.get(ENV_STEP_WRITER)
     if mode == WRITE_AT_UPDATE:
         os.environ[ENV_STEP_WRITER] = "update"  # read when the recorder is made, in start_capture
     capture = start_capture(directory, CaptureConfig.parse(mode.split("/")[0]))
-    os.environ.pop(ENV_STEP_WRITER, None)
+    if writer is None:
+        os.environ.pop(ENV_STEP_WRITER, None)
+    else:
+        os.environ[ENV_STEP_WRITER] = writer
     try:
         yield
     finally:
         capture.stop()
-        recorder._on_gpu = saved
+        recorder._copy_at_update = saved
         sys.setswitchinterval(switch)
 
 

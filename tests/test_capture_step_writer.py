@@ -59,7 +59,7 @@ def _train_clip_after_update(out) -> list[dict]:
 def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatch, train) -> None:
     plain = train(tmp_path / "plain")
     launched = []
-    monkeypatch.setattr(recorder, "_on_gpu", lambda: True)
+    monkeypatch.setattr(recorder, "_copy_at_update", lambda: True)
     monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
     original = recorder.Recorder._launch_early
     monkeypatch.setattr(recorder.Recorder, "_launch_early", lambda self: (launched.append(1), original(self))[1])
@@ -72,7 +72,7 @@ def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatc
 def test_steps_written_at_the_next_update_are_the_same_and_in_order(tmp_path, monkeypatch) -> None:
     plain = _train(tmp_path / "plain")
     monkeypatch.setenv("PARITY_STEP_WRITER", "update")
-    monkeypatch.setattr(recorder, "_on_gpu", lambda: True)
+    monkeypatch.setattr(recorder, "_copy_at_update", lambda: True)
     monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
     threads = []
     monkeypatch.setattr(recorder, "StepWriter", lambda finish: threads.append(finish))

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from parity.capture import digest
+from parity.capture import digest, metadata
 
 #: Mapping keys that name the target field (compared case-insensitively).
 TARGET_KEYS = ("labels", "label", "target", "targets", "y", "class", "classes", "cls")
@@ -361,7 +361,7 @@ def _generator_states(dataset: Any) -> list[tuple[Callable[[Any], None], Any]]:
         (np.random.mtrand._rand.set_state, np.random.mtrand._rand.get_state()),
         (random._inst.setstate, random._inst.getstate()),  # type: ignore[attr-defined]
     ]
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if metadata.cuda_in_use():
         saved += [(g.set_state, g.get_state()) for g in torch.cuda.default_generators]
     for value in getattr(dataset, "__dict__", {}).values():
         if isinstance(value, torch.Generator):

@@ -274,10 +274,7 @@ class DeepCapture:
         self._engine_callback = False
 
     def _leave_backward(self, call: _Call, grads: Any) -> None:
-        if not self.armed:
-            return
-
-        if call.passthrough:
+        if not self.armed or call.passthrough:
             return
 
         def leave() -> None:

@@ -12,6 +12,11 @@ import torch
 
 from parity.capture.config import NUMERICS_ENV
 
+
+def cuda_in_use() -> bool:
+    """CUDA is initialised in this process (asking never initialises it)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
 #: Numerics flags by name, each read by its own function: torch refuses to read some (the legacy TF32
 #: flags once a trainer set the new `fp32_precision` API), and one unreadable flag must not lose the others.
 _NUMERICS_FLAGS: dict[str, Any] = {

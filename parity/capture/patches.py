@@ -21,7 +21,7 @@ from parity.capture.controls import rng_restore_targets
 from parity.capture import structure
 from parity.capture.settings import argparse_options
 from parity.capture.frameworks import ShimFinder, install_shims
-from parity.capture.recorder import _IS_COMPILING, Recorder, dynamo_tracing, iter_tensors
+from parity.capture.recorder import IS_COMPILING, Recorder, dynamo_tracing, iter_tensors
 from parity.trace import schema
 
 
@@ -42,7 +42,7 @@ def _in_autograd_backward() -> bool:
 
 
 def _root_name(module: torch.nn.Module) -> str:
-    return type(structure.unwrap_compiled(module)).__name__
+    return type(structure.unwrap_model(module)).__name__
 
 
 class TorchPatches:
@@ -413,7 +413,7 @@ class TorchPatches:
     # Both forward hooks return at once while Dynamo traces, so the depth count stays balanced: the
     # compiled region's submodules are never seen, the OptimizedModule around them is, eagerly.
     def _forward_pre(self, module: torch.nn.Module, args: Any) -> None:
-        if _IS_COMPILING is not None and _IS_COMPILING():  # dynamo_tracing(), inlined: this runs per module call
+        if IS_COMPILING is not None and IS_COMPILING():  # dynamo_tracing(), inlined: this runs per module call
             return
         depth = self._forward_depth
         self._forward_depth = depth + 1
@@ -540,7 +540,7 @@ class TorchPatches:
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None) -> None:
         # `always_call` hooks also run when the forward raised (torch then passes no output): the depth
         # count must come down either way, or every later forward would look nested.
-        if _IS_COMPILING is not None and _IS_COMPILING():
+        if IS_COMPILING is not None and IS_COMPILING():
             return
         # Never below 0: a post hook whose pre hook ran before capture was installed.
         depth = self._forward_depth - 1 if self._forward_depth else 0

@@ -94,12 +94,12 @@ def _parameter_layout(params: list[torch.Tensor], names: list[str]) -> dict[str,
 
 #: torch.compiler.is_compiling, looked up once: the hooks ask on every module call. Dynamo still
 #: recognises the function object and folds the call to True inside a compiled region.
-_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None)
 
 
 def dynamo_tracing() -> bool:
     """True while torch.compile traces: capture code then returns at once, so it is never compiled in."""
-    return _IS_COMPILING is not None and bool(_IS_COMPILING())
+    return IS_COMPILING is not None and bool(IS_COMPILING())
 
 
 def rng_digests() -> dict[str, str]:
@@ -110,7 +110,7 @@ def rng_digests() -> dict[str, str]:
         "numpy": digest.digest_bytes(repr(numpy_state[2:]).encode() + numpy_state[1].tobytes()),
         "python": digest.digest_bytes(repr(random.getstate()).encode()),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if metadata.cuda_in_use():
         out["cuda"] = digest.digest_bytes(b"".join(s.numpy().tobytes() for s in torch.cuda.get_rng_state_all()))
     return out
 
@@ -316,7 +316,7 @@ class Recorder:
             self._write_step()
         if self._first_event_time is None:
             self._first_event_time = time.perf_counter()
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
+            if metadata.cuda_in_use():
                 torch.cuda.reset_peak_memory_stats()
         self._current["events"].append(name)
 
@@ -476,13 +476,13 @@ class Recorder:
         start = self._last_update_end if self._last_update_end is not None else self._first_event_time or now
         record["wall_ms"] = round((now - start) * 1e3, 4)
         self._last_update_end = now
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if metadata.cuda_in_use():
             record["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated())
         else:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
         self._first_event_time = None
-        if _on_gpu():
+        if _copy_at_update():
             self._launch_early()
         self._finish_held()  # the step before this one, its values long on the host by now
         if self.update_listeners:
@@ -504,9 +504,10 @@ def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), 2.0)
 
 
-def _on_gpu() -> bool:
-    """CUDA is in use: a step's values wait on a GPU, so their copy starts at the update (`_launch_early`)."""
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
+def _copy_at_update() -> bool:
+    """A step's values wait on a GPU, so their copy starts at the update (`_launch_early`). Its own function:
+    the tests take the GPU path on the CPU through it, and capture_overhead.py's copy-at-close block turns it off."""
+    return metadata.cuda_in_use()
 
 
 def _device_values(record: dict[str, Any]) -> tuple[list[digest.PendingDigest], list[torch.Tensor], list[digest.HostCopy]]:

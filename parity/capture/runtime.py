@@ -21,12 +21,12 @@ from parity.trace import schema
 class Capture:
     """One active capture: a recorder plus the patches feeding it. At most one per process."""
 
-    def __init__(self, recorder: Recorder, patches: TorchPatches) -> None:
+    def __init__(self, recorder: Recorder, patches: TorchPatches, restore: list[Any] | None = None) -> None:
         self.recorder = recorder
         self.patches = patches
         self.deep: Any = None
         """The deep capture (parity.capture.deep) when PARITY_DEEP_STEP asks for one."""
-        self.restore: list[Any] = []
+        self.restore: list[Any] = restore or []
         """What stop() puts back once capture ends (process-wide settings that starting changed)."""
 
     def stop(self, exc: BaseException | None = None, *, interrupted: bool = False) -> None:
@@ -72,8 +72,7 @@ def start_capture(directory: str | os.PathLike, config: cfg.CaptureConfig | None
                 recorder.meta("nondeterministic_ops", ops, open_trace=True)
         restore.append(seeding.enable_deterministic(nondeterministic))
     patches = TorchPatches(recorder, skip_loads).install()
-    _active = Capture(recorder, patches)
-    _active.restore = restore
+    _active = Capture(recorder, patches, restore)
     return _active
 
 

@@ -14,9 +14,16 @@ import torch
 
 #: Wrappers that hold the model as `.module` and add nothing to it (named, so torch.distributed is not imported).
 _MODULE_WRAPPERS = frozenset({"DistributedDataParallel", "DataParallel"})
+#: Name segments those wrappers and torch.compile's OptimizedModule (`_orig_mod`) add to every name inside.
+WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
 
 
-def unwrap_compiled(module: torch.nn.Module) -> torch.nn.Module:
+def unwrapped_name(name: str) -> str:
+    """A module or parameter name without wrapper segments: the same for a model and its DDP/compiled wrapper."""
+    return ".".join(part for part in name.split(".") if part not in WRAPPER_SEGMENTS)
+
+
+def unwrap_model(module: torch.nn.Module) -> torch.nn.Module:
     """The model inside its wrappers (torch.compile's OptimizedModule, DDP, DataParallel, in any nesting),
     so that a compiled or distributed run describes its model as the plain run does."""
     while True:
@@ -52,7 +59,7 @@ def _settings(module: torch.nn.Module) -> str:
 
 def describe_module(module: torch.nn.Module) -> dict[str, Any]:
     """One root module as the META_MODEL schema entry (names relative to the root)."""
-    module = unwrap_compiled(module)
+    module = unwrap_model(module)
     params = list(module.named_parameters())
     return {
         "class": class_path(module),
@@ -81,7 +88,7 @@ MAX_EVAL_NAMES = 20
 
 def training_mode(module: torch.nn.Module) -> dict[str, Any]:
     """F_MODE: the root's training flag and the submodules left in eval mode (dropout, batch-norm off)."""
-    module = unwrap_compiled(module)
+    module = unwrap_model(module)
     in_eval = [name for name, m in module.named_modules() if name and not m.training]
     return {"root": type(module).__name__, "training": bool(module.training),
             "eval_modules": in_eval[:MAX_EVAL_NAMES], "n_eval": len(in_eval)}
@@ -142,12 +149,3 @@ def forward_arguments(frame: types.FrameType) -> list[Any]:
         names.append(code.co_varnames[count])
     local_vars = frame.f_locals
     return [local_vars.get(name) for name in names]
-
-
-#: Name segments that wrappers add and the wrapped model lacks (DDP/DataParallel, torch.compile).
-WRAPPER_SEGMENTS = frozenset({"module", "_orig_mod"})
-
-
-def unwrapped_name(name: str) -> str:
-    """A module or parameter name without wrapper segments: the same for a model and its DDP/compiled wrapper."""
-    return ".".join(part for part in name.split(".") if part not in WRAPPER_SEGMENTS)

@@ -192,12 +192,12 @@ def _classify(baseline: Trace, candidate: Trace, first: int, loader_first: int |
         if len(same) == len(epochs):
             return {"kind": ORDER, "how": f"every compared epoch ({len(epochs)}) holds the same samples in another "
                     "order (sampler, shuffling or its seed differs)", **evidence}
-    sampling = _sampling_differences(baseline, candidate)
-    if datasets is not None and not datasets["data_attrs"] and not datasets["length"] and sampling:
-        evidence["sampling"] = sampling
-        return {"kind": ORDER, "how": "the datasets hold the same prepared data, drawn into batches differently ("
-                + "; ".join(sampling[:4]) + "): a sampling, sharding or batching change", **evidence}
-    if datasets is not None and not datasets["data_attrs"] and not datasets["length"]:
+    if datasets is not None and not datasets["data_attrs"] and not datasets["length"]:  # the same prepared data
+        sampling = _sampling_differences(baseline, candidate)
+        if sampling:
+            evidence["sampling"] = sampling
+            return {"kind": ORDER, "how": "the datasets hold the same prepared data, drawn into batches differently ("
+                    + "; ".join(sampling[:4]) + "): a sampling, sharding or batching change", **evidence}
         return {"kind": AUGMENTATION, "how": "the datasets hold the same prepared data, but the batches differ: "
                 "augmentation, transforms or their random streams (workers, seeds) differ", **evidence}
     if not loader_compared:
