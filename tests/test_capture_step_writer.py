@@ -1,5 +1,6 @@
-"""The GPU-only path of the recorder (steps finished on the step writer's thread), exercised on the CPU:
-a trace recorded through it equals one recorded without, in order, with no capture error."""
+"""The GPU-only paths of the recorder (steps held and written at the next update, the default, or finished
+on the step writer's thread), exercised on the CPU: a trace recorded through either equals one recorded
+without, in order, with no capture error."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def _steps(records: list[dict]) -> list[dict]:
 
 def test_steps_finished_on_the_step_writer_thread_are_the_same_and_in_order(tmp_path, monkeypatch) -> None:
     plain = _train(tmp_path / "plain")
+    monkeypatch.setenv("PARITY_STEP_WRITER", "thread")
     monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
     threaded = _train(tmp_path / "threaded")
     assert not [r for r in threaded if r.get("key") == "capture_error"]
@@ -55,9 +57,11 @@ def _train_clip_after_update(out) -> list[dict]:
     return [json.loads(line) for line in (out / "trace-rank0.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.parametrize("writer", ["update", "thread"])
 @pytest.mark.parametrize("train", [_train, _train_clip_after_update])
-def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatch, train) -> None:
+def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatch, train, writer) -> None:
     plain = train(tmp_path / "plain")
+    monkeypatch.setenv("PARITY_STEP_WRITER", writer)
     launched = []
     monkeypatch.setattr(recorder, "_copy_at_update", lambda: True)
     monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
@@ -71,7 +75,7 @@ def test_a_copy_launched_at_the_update_gives_the_same_steps(tmp_path, monkeypatc
 
 def test_steps_written_at_the_next_update_are_the_same_and_in_order(tmp_path, monkeypatch) -> None:
     plain = _train(tmp_path / "plain")
-    monkeypatch.setenv("PARITY_STEP_WRITER", "update")
+    monkeypatch.delenv("PARITY_STEP_WRITER", raising=False)  # the default
     monkeypatch.setattr(recorder, "_copy_at_update", lambda: True)
     monkeypatch.setattr(recorder.digest.Transfer, "on_host", property(lambda self: False))
     threads = []
@@ -81,3 +85,9 @@ def test_steps_written_at_the_next_update_are_the_same_and_in_order(tmp_path, mo
     assert not [r for r in held if r.get("key") == "capture_error"]
     assert _steps(held) == _steps(plain)
     assert [r["type"] for r in held][-1] == "end"
+
+
+def test_an_unknown_step_writer_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PARITY_STEP_WRITER", "later")
+    with pytest.raises(parity.exceptions.ConfigError, match="PARITY_STEP_WRITER='later': choose update or thread"):
+        _train(tmp_path / "bad")

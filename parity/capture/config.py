@@ -24,9 +24,19 @@ ENV_DEEP_STEP = "PARITY_DEEP_STEP"
 ENV_DEEP_EXIT = "PARITY_DEEP_EXIT"
 # $set_env.py: PARITY_STRICT_DETERMINISTIC -- "1": torch.use_deterministic_algorithms(True) without warn-only.
 ENV_STRICT_DETERMINISTIC = "PARITY_STRICT_DETERMINISTIC"
-# $set_env.py: PARITY_STEP_WRITER -- where a GPU step is finished and written: "thread" (default: a background
-# thread) or "update" (the trainer's thread, at the next optimizer update, while the GPU works on it).
+# $set_env.py: PARITY_STEP_WRITER -- where a GPU step is finished and written: "update" (default: the trainer's
+# thread, at the next optimizer update, while the GPU works on it) or "thread" (a background thread; measured
+# slower on an H200, where it competes with the trainer's thread for the interpreter lock).
 ENV_STEP_WRITER = "PARITY_STEP_WRITER"
+STEP_WRITERS = ("update", "thread")
+
+
+def step_writer_from_env() -> str:
+    """Where GPU steps are written (`ENV_STEP_WRITER`); an unknown value is an error, not a silent default."""
+    value = os.environ.get(ENV_STEP_WRITER, "") or STEP_WRITERS[0]
+    if value not in STEP_WRITERS:
+        raise ConfigError(f"{ENV_STEP_WRITER}={value!r}: choose {' or '.join(STEP_WRITERS)}")
+    return value
 
 
 #: Environment variables that can change numerics, placement or seeding (here, not in metadata, which

@@ -31,7 +31,7 @@ import torch
 
 from parity.capture import digest, metadata, settings, sources, structure
 from parity.capture.batches import LoaderBatch, label_histogram
-from parity.capture.config import ENV_STEP_WRITER, CaptureConfig
+from parity.capture.config import CaptureConfig, step_writer_from_env
 from parity.capture.step_writer import StepWriter
 from parity.trace import schema
 from parity.trace.writer import TraceWriter
@@ -155,11 +155,12 @@ class Recorder:
         self._write_lock = threading.Lock()
         # The current step's device-to-host copy, launched at its update, with the objects it carries.
         self._early_transfer: tuple[tuple[Any, ...], digest.Transfer] | None = None
-        # Finishes GPU steps off the trainer's thread; started with the first such step.
+        # The closed GPU step is held until the next update, where the trainer's thread finishes it while the
+        # GPU works on that update: no second thread to share the interpreter with. On an H200 (bf16, 28 ms
+        # steps) this cost 1.021x against 1.061x for a background writer thread (reports/gpu/
+        # capture-overhead-diagnose.md); PARITY_STEP_WRITER=thread still selects the thread.
+        self._write_at_update = step_writer_from_env() == "update"
         self._step_writer: StepWriter | None = None
-        # Or (PARITY_STEP_WRITER=update) the closed GPU step held until the next update, where the trainer's
-        # thread finishes it while the GPU works on that update: no second thread to share the interpreter with.
-        self._write_at_update = os.environ.get(ENV_STEP_WRITER, "thread") == "update"
         self._held: tuple[dict[str, Any], digest.Transfer] | None = None
         # Called after each update as (step, parameters, their `param_sums` names): deep capture arms on them.
         self.update_listeners: list[Callable[[int, list[torch.Tensor], list[str]], None]] = []
@@ -232,9 +233,10 @@ class Recorder:
     def _write_step(self) -> None:
         """Close the current step: launch its device-to-host copy, then write it once the values arrived.
 
-        A step whose values are on the host is written at once. A step with values on a GPU goes to the
-        step writer's thread (`StepWriter`), which waits for them and writes it while this thread goes on.
-        At most one such step is pending: closing a step first waits until the one before it is written.
+        A step whose values are on the host is written at once. A step with values on a GPU is held and
+        written at the next update, by when its values have long arrived (or, with PARITY_STEP_WRITER=thread,
+        handed to the step writer's thread, `StepWriter`). At most one such step is pending: closing a step
+        first writes the one before it.
         """
         record = self._current
         pending, scalars, copies = _device_values(record)
