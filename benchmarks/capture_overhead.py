@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import functools
 import json
 import os
 import platform
+import pstats
 import shlex
 import statistics
 import sys
@@ -246,6 +248,20 @@ def attribute(step: Callable[[], tuple[float, float]], steps: int, tmp: Path, ba
     return pd.DataFrame(rows)
 
 
+def profile(step: Callable[[], tuple[float, float]], mode: str, steps: int, tmp: Path, top: int = 40) -> None:
+    """Run `steps` steps in `mode` under cProfile and print the functions with the most own host time."""
+    profiler = cProfile.Profile()
+    with _mode(mode, tmp / "profile"):
+        step()  # opens the trace file; not profiled
+        profiler.enable()
+        for _ in range(steps):
+            step()
+        profiler.disable()
+    print(f"\nhost time by function, {mode}, {steps} steps (cProfile; times inflated by its own overhead):\n")
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def summarise(clock: str, data: dict[str, dict[str, list[float]]], floor_s: float,
               modes: tuple[str, ...] = MODES) -> pd.DataFrame:
     rows = []
@@ -292,10 +308,15 @@ def run_preset(args: argparse.Namespace, preset: str, device: torch.device) -> d
     n_params = sum(p.numel() for p in model.parameters())
     print(f"\n## preset {preset}: {desc}, {args.dtype}, {n_params:,} parameters")
     modes = MODES + DIAGNOSTIC if args.diagnose else MODES
-    print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(modes)} x {steps} steps "
-          "(first step of each block dropped)")
+    if not args.profile:
+        print(f"plan: {args.warmup} warm-up steps, then {args.rounds} rounds x {list(modes)} x {steps} steps "
+              "(first step of each block dropped)")
     for _ in range(args.warmup):
         step()
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
+            profile(step, args.profile, steps, Path(tmp))
+        return {"preset": preset, "model": desc, "profiled": args.profile}
     state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
     nbytes, floor_s = digest_floor([p.detach() for p in model.parameters()] + state, sync)
     with tempfile.TemporaryDirectory(prefix="parity-bench-") as tmp:
@@ -360,6 +381,8 @@ def main() -> int:
                         f"hooks: the cost of torch's hooked call path alone), {WRITE_ON_THREAD} (full, GPU steps written "
                         f"on a background thread, not on the trainer's thread at the next update) and {SHORT_SWITCH} "
                         "(the same with CPython's thread switch interval at 0.5 ms)")
+    p.add_argument("--profile", metavar="MODE", choices=MODES + DIAGNOSTIC,
+                   help="instead of timing: run one block of MODE under cProfile and print where host time goes")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = p.parse_args()
     presets = (args.preset or ("gpu" if args.device == "cuda" else "cpu")).split(",")
