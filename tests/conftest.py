@@ -137,6 +137,64 @@ def toy_commands_recorded_in_process(also: tuple[Path, ...] = ()) -> Iterator[No
         yield
 
 
+#: Test files (xdist's loadfile scopes) that take longest, slowest first, with their seconds in a fresh-clone CI
+#: run on two cores. xdist hands files out largest-count first, so these few-test files came last and one worker
+#: ran the final minute alone; handed out first, the many short files fill in behind them. Order only: nothing
+#: is selected or skipped, and a file not listed keeps xdist's order. Pair files whose sides a test records
+#: (toy-*, fork-*, fw-*) are left where they are, after the tests that cache their runs for them.
+LONGEST_FILES = (
+    "tests/test_toy_pairs.py",                    # 103 s
+    "tests/test_capture_frameworks.py",           # 70
+    "tests/test_golden_gate.py",                  # 69
+    "tests/test_fork_family.py",                  # 57
+    "tests/test_resume.py",                       # 54
+    "tests/test_attribute.py",                    # 51
+    "tests/reference/test_hf_sft.py",             # 51
+    "tests/reference/test_occpast.py",            # 46
+    "parity/pairs/histocc-occpast-amp.toml",      # 43
+    "tests/test_bisect.py",                       # 43
+    "tests/test_ci_recipe.py",                    # 43
+    "tests/test_reproduce.py",                    # 41
+    "tests/test_ranks.py",                        # 40
+    "tests/test_capture_lightning.py",            # 40
+    "parity/pairs/clip-dora-complete.toml",       # 38
+    "parity/pairs/lm-sample-vs-chunked.toml",     # 37
+    "tests/test_locate.py",                       # 35
+    "tests/test_record_safety.py",                # 33
+    "parity/pairs/histocc-occpast-ddp.toml",      # 32
+    "tests/test_cli.py",                          # 29
+    "parity/pairs/fw-hf-resume.toml",             # 26
+    "parity/pairs/clip-dora-reference.toml",      # 26
+    "tests/test_sides.py",                        # 25
+    "tests/reference/test_clip_dora_resume.py",   # 21
+    "tests/test_session.py",                      # 20
+    "tests/test_toy_family.py",                   # 19
+    "parity/pairs/histocc-occpast.toml",          # 18
+    "parity/pairs/histocc-occpast-nowarmup.toml",  # 15
+    "tests/test_ablate.py",                       # 15
+    "parity/pairs/toy-resume.toml",               # 14
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile`, the LONGEST_FILES first (longest-first packing of the two workers)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFilesFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node):
+            if not getattr(self, "_longest_moved", False):
+                for scope in reversed(LONGEST_FILES):
+                    if scope in self.workqueue:
+                        self.workqueue.move_to_end(scope, last=False)
+                self._longest_moved = True
+            super()._assign_work_unit(node)
+
+    return LongestFilesFirst(config, log)
+
+
 _PATCHED = [
     (torch.optim.Optimizer, "__init__"), (torch.optim.Optimizer, "zero_grad"), (torch.optim.Optimizer, "load_state_dict"),
     (torch.nn.Module, "zero_grad"), (torch.nn.Module, "train"), (torch.Tensor, "backward"), (torch.autograd, "backward"),
