@@ -63,3 +63,16 @@ def _synchronising_callers(out: Path, level: str) -> list[str]:
 def test_capture_adds_no_synchronisation_to_a_gpu_step(tmp_path: Path, level: str) -> None:
     callers = _synchronising_callers(tmp_path / "run", level)
     assert [c for c in callers if c.startswith(PARITY_DIR)] == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_steps_record_the_allocator_peak(tmp_path: Path) -> None:
+    """The peak is read from the allocator's nested statistics (cheaper than max_memory_allocated)."""
+    import json
+
+    _synchronising_callers(tmp_path / "run", "minimal")
+    steps = [json.loads(line) for line in (tmp_path / "run" / "trace-rank0.jsonl").read_text().splitlines()]
+    peaks = [r["peak_mem_bytes"] for r in steps if r["type"] == "step"]
+    param_bytes = 2 * (64 * 256 + 256 + 2 * 256 + 256 * 10 + 10)  # bf16: every step holds at least the weights
+    assert len(peaks) == 8 and all(p >= param_bytes for p in peaks)

@@ -479,7 +479,10 @@ class Recorder:
         record["wall_ms"] = round((now - start) * 1e3, 4)
         self._last_update_end = now
         if metadata.cuda_in_use():
-            record["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated())
+            # torch.cuda.max_memory_allocated flattens all ~160 allocator statistics into a new dict first:
+            # a few hundred microseconds of host time every step; the nested form is read as it comes.
+            stats = torch.cuda.memory_stats_as_nested_dict()
+            record["peak_mem_bytes"] = int(stats.get("allocated_bytes", {}).get("all", {}).get("peak", 0))
         else:
             record["peak_mem_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self._updated = True
