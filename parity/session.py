@@ -114,7 +114,7 @@ def run_pair(pair: Pair | None, *, baseline: str | None = None, candidate: str |
             record_side(side, out, steps=side.budget(device, steps), device=device, cache_dir=cache_dir)
             dirs[name] = out
         else:
-            dirs[name] = resolve_side(spec, fallback=side, out=out, steps=steps, device=device)
+            dirs[name] = resolve_side(spec, fallback=side, out=out, steps=steps, device=device, cache_dir=cache_dir)
     repeat_dir = None
     if (repeat if repeat is not None else (pair.repeat if pair else False)) and fallback_base is not None:
         repeat_dir = root / "baseline-repeat"

@@ -13,7 +13,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from parity.capture.launch import RUN_FILE, RecordResult, load_provenance, record_command
 from parity.exceptions import BaselineError, ConfigError
@@ -30,21 +30,29 @@ def _say(message: str) -> None:
     print(f"parity: {message}", file=sys.stderr, flush=True)
 
 
+def _full_sha(rev: str, start: Path) -> tuple[str, Path]:
+    """(the commit `rev` names, the repository's root), or a clear error."""
+    import git
+
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+        return repo.commit(rev).hexsha, Path(repo.working_tree_dir)
+    except git.InvalidGitRepositoryError:
+        raise BaselineError(f"git:{rev}: {start} is not inside a git repository") from None
+    except (git.BadName, ValueError):
+        raise BaselineError(f"git:{rev}: unknown revision (try `git log --oneline` for valid ones)") from None
+
+
 @contextlib.contextmanager
 def git_worktree(rev: str, start: Path) -> Iterator[Path]:
     """A detached worktree of `rev`, removed afterwards; the user's checkout is never touched."""
     import git
 
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-        repo.commit(rev)
-    except git.InvalidGitRepositoryError:
-        raise BaselineError(f"git:{rev}: {start} is not inside a git repository") from None
-    except (git.BadName, ValueError):
-        raise BaselineError(f"git:{rev}: unknown revision (try `git log --oneline` for valid ones)") from None
+    commit, root = _full_sha(rev, start)
+    repo = git.Repo(root)
     tmp = Path(tempfile.mkdtemp(prefix="parity-worktree-"))
     target = tmp / "tree"
-    repo.git.worktree("add", "--detach", str(target), rev)
+    repo.git.worktree("add", "--detach", str(target), commit)
     try:
         yield target
     finally:
@@ -200,6 +208,23 @@ class CommitRun:
     """Taken from the run cache (a finished run, or a remembered failure): nothing was checked out or run."""
 
 
+def _commit_entry(side: Side, commit: str, sub: str, *, steps: int, device: str, cache_dir: Path) -> Path:
+    """A commit's cache entry: the worktree lives in a fresh temporary folder, so the key names the commit
+    and the folder inside it instead of where it happened to be checked out."""
+    command = [*side.render(steps=steps, device=device, out=Path("OUT")), *side.setup]
+    return cache_dir / str(cache_key(command, side, Path(GIT_PREFIX + commit) / sub, (), revision=commit))
+
+
+def _record_in_worktree(side: Side, commit: str, *, repo: Path, sub: str, out: Path, steps: int, device: str,
+                        cached: Path, label: str) -> None:
+    """Record `side` in a temporary worktree of `commit`, in its folder `sub`, and store it as `cached`."""
+    with git_worktree(commit, repo) as tree:
+        if not (tree / sub).is_dir():
+            raise BaselineError(f"{label}: the folder {sub} does not exist at this commit")
+        record_side(side, out, steps=steps, device=device, cwd=tree / sub, label=label)
+    _store_in_cache(out, cached)
+
+
 def record_commit(side: Side, commit: str, *, repo: Path, sub: str, out: Path, steps: int, device: str,
                   cache_dir: Path, label: str) -> CommitRun:
     """Record `side` at `commit` (a full sha) in a temporary worktree of `repo`, running it in the folder `sub`
@@ -209,43 +234,50 @@ def record_commit(side: Side, commit: str, *, repo: Path, sub: str, out: Path, s
     A command that fails or records nothing is an outcome here, not an error (`parity bisect` skips such
     commits, like `git bisect skip`); it is remembered beside the cache entry, since a commit that does
     not build fails the same way each time (delete the `.failed` file to try it again)."""
-    command = [*side.render(steps=steps, device=device, out=Path("OUT")), *side.setup]
-    # The worktree lives in a fresh temporary folder: the key names the commit and the folder inside it.
-    cached = cache_dir / str(cache_key(command, side, Path(GIT_PREFIX + commit) / sub, (), revision=commit))
+    cached = _commit_entry(side, commit, sub, steps=steps, device=device, cache_dir=cache_dir)
     failed = cached.with_name(cached.name + ".failed")
     if _reuse(cached, out, label) is not None:
         return CommitRun(commit, out, cached=True)
     if failed.exists():
         return CommitRun(commit, None, failed.read_text(), cached=True)
-    with git_worktree(commit, repo) as tree:
-        try:
-            if not (tree / sub).is_dir():
-                raise BaselineError(f"{label}: the folder {sub} does not exist at this commit")
-            record_side(side, out, steps=steps, device=device, cwd=tree / sub, label=label)
-        except BaselineError as exc:
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            failed.write_text(str(exc))
-            return CommitRun(commit, None, str(exc))
-    _store_in_cache(out, cached)
+    try:
+        _record_in_worktree(side, commit, repo=repo, sub=sub, out=out, steps=steps, device=device, cached=cached,
+                            label=label)
+    except BaselineError as exc:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(str(exc))
+        return CommitRun(commit, None, str(exc))
     return CommitRun(commit, out)
 
 
 def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | None, device: str,
-                 record: Callable[..., RecordResult] = record_side) -> Path:
-    """Turn `spec` into a run directory, recording it first when it names something runnable."""
+                 cache_dir: Path | None = None) -> Path:
+    """Turn `spec` into a run directory, recording it first when it names something runnable.
+
+    With `cache_dir`, a git:REV side is reused when this commit was recorded before with the same command,
+    environment and seed (the commit is the code: nothing is checked out), and the working tree (`.`) when
+    neither its commit nor its uncommitted changes moved."""
     if spec.startswith(GIT_PREFIX):
         rev, _, sub = spec[len(GIT_PREFIX):].partition(":")
         if fallback is None:
             raise ConfigError(f"{spec}: a git side needs a command; give --pair or --command")
-        with git_worktree(rev, fallback.cwd) as tree:
-            record(fallback, out, steps=fallback.budget(device, steps), device=device,
-                   cwd=tree / sub if sub else tree, label=f"{fallback.name} at {rev}")
+        budget, label = fallback.budget(device, steps), f"{fallback.name} at {rev}"
+        if cache_dir is None:
+            with git_worktree(rev, fallback.cwd) as tree:
+                record_side(fallback, out, steps=budget, device=device, cwd=tree / sub if sub else tree, label=label)
+            return out
+        commit, repo = _full_sha(rev, fallback.cwd)
+        cached = _commit_entry(fallback, commit, sub, steps=budget, device=device, cache_dir=cache_dir)
+        if _reuse(cached, out, label) is None:
+            _record_in_worktree(fallback, commit, repo=repo, sub=sub, out=out, steps=budget, device=device,
+                                cached=cached, label=label)
         return out
     if spec == WORKING_TREE:
         # The checkout as it is, uncommitted changes included: what a pull request's CI job tests.
         if fallback is None:
             raise ConfigError(f"{spec}: the working tree as a side needs a command; give --pair or --command")
-        record(fallback, out, steps=fallback.budget(device, steps), device=device, label=f"{fallback.name} (working tree)")
+        record_side(fallback, out, steps=fallback.budget(device, steps), device=device,
+                    label=f"{fallback.name} (working tree)", cache_dir=cache_dir)
         return out
     path = Path(spec)
     if path.is_dir() or path.is_file():
