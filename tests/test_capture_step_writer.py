@@ -91,3 +91,11 @@ def test_an_unknown_step_writer_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PARITY_STEP_WRITER", "later")
     with pytest.raises(parity.exceptions.ConfigError, match="PARITY_STEP_WRITER='later': choose update or thread"):
         _train(tmp_path / "bad")
+
+
+def test_parity_record_refuses_an_unknown_step_writer_before_running_anything(tmp_path) -> None:
+    from parity.capture.launch import record_command
+
+    with pytest.raises(parity.exceptions.ConfigError, match="PARITY_STEP_WRITER='soon'"):
+        record_command(["python", "-c", "raise SystemExit(3)"], tmp_path / "run", env={"PARITY_STEP_WRITER": "soon"})
+    assert not (tmp_path / "run").exists()

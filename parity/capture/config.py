@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from parity.exceptions import ConfigError
@@ -31,9 +32,9 @@ ENV_STEP_WRITER = "PARITY_STEP_WRITER"
 STEP_WRITERS = ("update", "thread")
 
 
-def step_writer_from_env() -> str:
+def step_writer_from_env(environ: Mapping[str, str] = os.environ) -> str:
     """Where GPU steps are written (`ENV_STEP_WRITER`); an unknown value is an error, not a silent default."""
-    value = os.environ.get(ENV_STEP_WRITER, "") or STEP_WRITERS[0]
+    value = environ.get(ENV_STEP_WRITER, "") or STEP_WRITERS[0]
     if value not in STEP_WRITERS:
         raise ConfigError(f"{ENV_STEP_WRITER}={value!r}: choose {' or '.join(STEP_WRITERS)}")
     return value

@@ -227,6 +227,7 @@ def record_command(command: Sequence[str], out: str | os.PathLike, *, seed: int 
     if not command:
         raise ConfigError("no command to record: put it after `--`, e.g. parity record --out runs/a -- python train.py")
     cfg.CaptureConfig.parse(level)
+    cfg.step_writer_from_env({**os.environ, **(env or {})})  # checked here: in the trainer it would only warn
     out = Path(out)
     with _locked(out):
         previous = prepare_run_dir(out, force)
