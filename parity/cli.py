@@ -261,7 +261,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
         return INVALID
     if not run:
         print(f"parity: the command finished but recorded nothing in {args.out}: it never created an optimizer "
-              f"(is it a PyTorch training command?){kept}", file=sys.stderr)
+              f"(is it a PyTorch training command?), or capture could not start in it (a 'capture could not start' "
+              f"line above says why){kept}", file=sys.stderr)
         return INVALID
     print(f"parity: recorded {args.out} in {result.seconds:.1f} s (steps per rank: {steps})", file=sys.stderr)
     return OK
