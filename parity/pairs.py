@@ -64,6 +64,7 @@ Placeholders in side commands: `{python}` (the interpreter running parity), `{st
 
 from __future__ import annotations
 
+import difflib
 import math
 import string
 import sys
@@ -498,8 +499,10 @@ def load_pair(spec: str | Path) -> Pair:
     if not path.suffix and not path.exists():
         path = PAIRS_DIR / f"{spec}.toml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PAIRS_DIR.glob("*.toml")))
-        raise ConfigError(f"no pair file {spec!r}; bundled pairs: {known}")
+        known = sorted(p.stem for p in PAIRS_DIR.glob("*.toml"))
+        close = difflib.get_close_matches(str(spec), known, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ConfigError(f"no pair file {spec!r}; {hint}bundled pairs: {', '.join(known)}")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -34,3 +34,4 @@ def test_a_git_side_and_the_working_tree_are_reused_until_they_change(trainer_re
     moved = _report(trainer_repo, "--baseline", "git:HEAD", "--candidate", ".", *COMMAND)
     assert moved.returncode == 0, moved.stderr  # same learning rate on both sides now
     assert [line.split()[1] for line in _recorded(moved.stderr)] == ["recording", "recording"]
+
