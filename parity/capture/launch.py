@@ -15,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import parity
 from parity.capture import config as cfg
+from parity.capture.progress import RecordingProgress
 from parity.exceptions import BaselineError, ConfigError
 from parity.trace import schema
 from parity.trace.writer import encode_record
@@ -181,7 +182,8 @@ def _forwarding_signals(child: list[subprocess.Popen]) -> Iterator[list[int] | N
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def _wait(proc: subprocess.Popen, timeout: float | None, received: list[int] | None) -> int:
+def _wait(proc: subprocess.Popen, timeout: float | None, received: list[int] | None,
+          on_poll: Callable[[], None] | None = None) -> int:
     """Wait for the child; after a forwarded signal, give it SIGNAL_GRACE_SECONDS, then kill its group."""
     started = time.monotonic()
     signalled_at: float | None = None
@@ -191,6 +193,8 @@ def _wait(proc: subprocess.Popen, timeout: float | None, received: list[int] | N
             break
         except subprocess.TimeoutExpired:
             pass
+        if on_poll is not None:
+            on_poll()
         now = time.monotonic()
         if received and signalled_at is None:
             signalled_at = now
@@ -282,7 +286,9 @@ def _run_and_describe(command: Sequence[str], out: Path, *, seed: int | None, de
             child.append(proc)
             if received:  # arrived while the child was starting
                 _signal_group(proc, received[0])
-            _wait(proc, timeout, received)
+            # With its output in a log, the trainer is silent: say how far it got now and then.
+            progress = RecordingProgress(out, str(out)) if log else None
+            _wait(proc, timeout, received, progress.tick if progress else None)
     except FileNotFoundError:
         raise ConfigError(f"cannot run {command[0]!r}: no such program (check the command after `--`)") from None
     except subprocess.TimeoutExpired:
