@@ -150,7 +150,7 @@ LONGEST_FILES = (
     "tests/test_resume.py",                       # 54
     "tests/test_attribute.py",                    # 51
     "tests/reference/test_hf_sft.py",             # 51
-    "tests/reference/test_occpast.py",            # 46
+    "tests/reference/test_occpast.py",            # 46, with test_histocc_trainer (SAME_WORKER_AS)
     "parity/pairs/histocc-occpast-amp.toml",      # 43
     "tests/test_bisect.py",                       # 43
     "tests/test_ci_recipe.py",                    # 43
@@ -176,14 +176,25 @@ LONGEST_FILES = (
 )
 
 
+#: Test files whose tests share an in-process result (a cached function, not a fixture) with another file's:
+#: handed out as that file's part, so that one worker computes it once. test_occpast reuses
+#: test_histocc_trainer's reference subprocess run (reference_first_leg, ~10 s).
+SAME_WORKER_AS = {"tests/reference/test_histocc_trainer.py": "tests/reference/test_occpast.py"}
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under `--dist loadfile`, the LONGEST_FILES first (longest-first packing of the two workers)."""
+    """Under `--dist loadfile`, the LONGEST_FILES first (longest-first packing of the two workers), and the
+    SAME_WORKER_AS files with their partner."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     class LongestFilesFirst(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return SAME_WORKER_AS.get(scope, scope)
+
         def _assign_work_unit(self, node):
             if not getattr(self, "_longest_moved", False):
                 for scope in reversed(LONGEST_FILES):
