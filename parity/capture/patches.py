@@ -12,6 +12,7 @@ import functools
 import inspect
 import sys
 import types
+import weakref
 from typing import Any, Callable, Iterator
 
 import torch
@@ -68,6 +69,9 @@ class TorchPatches:
         self._arg_options: dict[str, list[dict[str, Any]]] = {}
         self._skipped_calls: list[str] = []
         self._optimizers: list[dict[str, Any]] = []
+        # Optimizers described so far: one made before capture started (`with parity.record(...)` around the
+        # loop only) is described at its first update, or its settings would be missing from the config.
+        self._described: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self._schedulers: list[dict[str, Any]] = []
         self._enclosing = structure.EnclosingForwards()
         # The `forward` frame of a model called as `model.forward(x)`, held (strongly, so that its
@@ -173,6 +177,8 @@ class TorchPatches:
         if dynamo_tracing():
             return None
         self._outer_frame = None  # the forward it belonged to is over: release its locals
+        if optimizer not in self._described:
+            self._safe("optimizer.step", self._describe_optimizer, optimizer)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if callable(closure):
             return self._after_closure(optimizer, closure, args, kwargs)
@@ -214,21 +220,25 @@ class TorchPatches:
 
         def make_init(original: Callable) -> Callable:
             def __init__(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-                def described(_: Any) -> None:
-                    patches._optimizers.append({
-                        "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                        "defaults": self.defaults,
-                        "param_groups": len(self.param_groups),
-                        "params": sum(p.numel() for g in self.param_groups for p in g["params"]),
-                    })
-                    patches.recorder.meta("optimizers", patches._optimizers, open_trace=True)
-                patches._outermost("optimizer.__init__", lambda: original(self, *args, **kwargs), on_exit=described)
+                patches._outermost("optimizer.__init__", lambda: original(self, *args, **kwargs),
+                                   on_exit=lambda _: patches._describe_optimizer(self))
             return __init__
 
         self._patch(torch.optim.Optimizer, "__init__", make_init)
         self._patch(torch.optim.Optimizer, "zero_grad", self._simple_event(schema.EV_ZERO_GRAD))
         self._patch(torch.nn.Module, "zero_grad", self._simple_event(schema.EV_ZERO_GRAD))
         self._patch_skippable_load(torch.optim.Optimizer, "optimizer")
+
+    def _describe_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """META_OPTIMIZERS gains this optimizer (its constructor's settings: `defaults` do not change later)."""
+        self._described.add(optimizer)
+        self._optimizers.append({
+            schema.OPT_CLASS: f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+            schema.OPT_DEFAULTS: optimizer.defaults,
+            schema.OPT_PARAM_GROUPS: len(optimizer.param_groups),
+            schema.OPT_N_PARAMS: sum(p.numel() for g in optimizer.param_groups for p in g["params"]),
+        })
+        self.recorder.meta(schema.META_OPTIMIZERS, self._optimizers, open_trace=True)
 
     def _patch_skippable_load(self, owner: type, kind: str) -> None:
         """Negative controls for resume checks: pretend the checkpoint lacked this kind of state."""

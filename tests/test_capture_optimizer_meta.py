@@ -1,0 +1,38 @@
+"""An optimizer made before `parity.record` started is still described (at its first update), once, so
+that a changed hard-coded setting (fused=True) is named by the config check rather than missed."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+import parity
+from parity.checks.config import run_config
+from parity.trace.reader import load_run
+
+
+def _train(out, **adamw) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.AdamW(model.parameters(), **adamw)  # before capture starts
+    with parity.record(out):
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).square().mean().backward()
+            opt.step()
+
+
+def test_an_optimizer_made_before_capture_is_described_once(tmp_path) -> None:
+    _train(tmp_path / "a", weight_decay=0.05)
+    records = [json.loads(line) for line in (tmp_path / "a" / "trace-rank0.jsonl").read_text().splitlines()]
+    described = [r["value"] for r in records if r.get("key") == "optimizers"]
+    assert len(described) == 1 and len(described[0]) == 1
+    assert described[0][0]["class"] == "torch.optim.adamw.AdamW" and described[0][0]["defaults"]["weight_decay"] == 0.05
+
+
+def test_its_changed_setting_reaches_the_config(tmp_path) -> None:
+    _train(tmp_path / "a", weight_decay=0.05)
+    _train(tmp_path / "b", weight_decay=0.05, foreach=False)
+    a, b = (run_config(load_run(tmp_path / side).traces[0]) for side in ("a", "b"))
+    assert a["optimizers"][0]["foreach"] is None and b["optimizers"][0]["foreach"] is False
