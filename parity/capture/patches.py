@@ -71,8 +71,9 @@ class TorchPatches:
         self._optimizers: list[dict[str, Any]] = []
         # Optimizers described so far: one made before capture started (`with parity.record(...)` around the
         # loop only) is described at its first update, or its settings would be missing from the config.
-        self._described: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
+        self._described_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self._schedulers: list[dict[str, Any]] = []
+        self._described_schedulers: weakref.WeakSet[Any] = weakref.WeakSet()  # likewise
         self._enclosing = structure.EnclosingForwards()
         # The `forward` frame of a model called as `model.forward(x)`, held (strongly, so that its
         # identity cannot be reused) from its first root-level submodule until the next update.
@@ -177,7 +178,7 @@ class TorchPatches:
         if dynamo_tracing():
             return None
         self._outer_frame = None  # the forward it belonged to is over: release its locals
-        if optimizer not in self._described:
+        if optimizer not in self._described_optimizers:
             self._safe("optimizer.step", self._describe_optimizer, optimizer)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if callable(closure):
@@ -231,7 +232,7 @@ class TorchPatches:
 
     def _describe_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """META_OPTIMIZERS gains this optimizer (its constructor's settings: `defaults` do not change later)."""
-        self._described.add(optimizer)
+        self._described_optimizers.add(optimizer)
         self._optimizers.append({
             schema.OPT_CLASS: f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
             schema.OPT_DEFAULTS: optimizer.defaults,
@@ -353,22 +354,25 @@ class TorchPatches:
 
         def make_init(original: Callable) -> Callable:
             def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-                def described(_: Any) -> None:
-                    state = {k: v for k, v in self.state_dict().items() if not k.startswith("_")}
-                    patches._schedulers.append({"class": f"{type(self).__module__}.{type(self).__qualname__}", "state": state})
-                    patches.recorder.meta("schedulers", patches._schedulers)
                 # The constructor's own initial step() is not a training event: the depth guard hides it.
                 patches._depth["scheduler.step"] = patches._depth.get("scheduler.step", 0) + 1
                 try:
-                    patches._outermost("scheduler.__init__", lambda: original(self, *args, **kwargs), on_exit=described)
+                    patches._outermost("scheduler.__init__", lambda: original(self, *args, **kwargs),
+                                       on_exit=lambda _: patches._describe_scheduler(self))
                 finally:
                     patches._depth["scheduler.step"] -= 1
             return __init__
 
+        def stepping(scheduler: Any) -> None:
+            # One made before capture started is described at its first step, with the state it steps from.
+            if scheduler not in patches._described_schedulers:
+                patches._safe("scheduler.step", patches._describe_scheduler, scheduler)
+            patches.recorder.event(schema.EV_SCHED_STEP)
+
         def make_step(original: Callable) -> Callable:
             def step(self: Any, *args: Any, **kwargs: Any) -> Any:
                 return patches._outermost("scheduler.step", lambda: original(self, *args, **kwargs),
-                                          on_enter=lambda: patches.recorder.event(schema.EV_SCHED_STEP))
+                                          on_enter=lambda: stepping(self))
             return step
 
         for cls in _scheduler_classes():
@@ -378,6 +382,14 @@ class TorchPatches:
                 self._patch(cls, "step", make_step)
             if "load_state_dict" in vars(cls) or cls is lr_scheduler.LRScheduler:
                 self._patch_skippable_load(cls, "scheduler")
+
+    def _describe_scheduler(self, scheduler: Any) -> None:
+        """META_SCHEDULERS gains this scheduler: its class and state_dict (private keys left out)."""
+        self._described_schedulers.add(scheduler)
+        state = {k: v for k, v in scheduler.state_dict().items() if not k.startswith("_")}
+        self._schedulers.append({schema.OPT_CLASS: f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+                                 schema.SCHED_STATE: state})
+        self.recorder.meta(schema.META_SCHEDULERS, self._schedulers)
 
     # -- GradScaler --------------------------------------------------------------------------
     def _patch_scaler(self) -> None:
