@@ -56,3 +56,21 @@ def test_a_scheduler_made_before_capture_is_described_at_its_first_step(tmp_path
     entry = described[0][0]
     assert entry["class"] == "torch.optim.lr_scheduler.StepLR"
     assert entry["state"]["step_size"] == 2 and entry["state"]["last_epoch"] == 0  # the state it first stepped from
+
+
+def test_a_loader_made_before_capture_is_described_at_its_first_epoch(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4))
+    loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True)
+    with parity.record(tmp_path / "a"):
+        for _ in range(2):  # two epochs: described once
+            for (x,) in loader:
+                opt.zero_grad()
+                model(x).square().mean().backward()
+                opt.step()
+    records = [json.loads(line) for line in (tmp_path / "a" / "trace-rank0.jsonl").read_text().splitlines()]
+    described = [r["value"] for r in records if r.get("key") == "dataloaders"]
+    assert len(described) == 1 and len(described[0]) == 1
+    assert described[0][0]["batch_size"] == 4 and described[0][0]["drop_last"] is True

@@ -74,6 +74,8 @@ class TorchPatches:
         self._described_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
         self._schedulers: list[dict[str, Any]] = []
         self._described_schedulers: weakref.WeakSet[Any] = weakref.WeakSet()  # likewise
+        self._loaders: list[dict[str, Any]] = []
+        self._described_loaders: weakref.WeakSet[Any] = weakref.WeakSet()  # and a DataLoader at its first epoch
         self._enclosing = structure.EnclosingForwards()
         # The `forward` frame of a model called as `model.forward(x)`, held (strongly, so that its
         # identity cannot be reused) from its first root-level submodule until the next update.
@@ -476,8 +478,6 @@ class TorchPatches:
             self.recorder.on_batch(_data_tensors(structure.forward_arguments(outer)), _root_name(root))
 
     def _patch_loader(self) -> None:
-        import weakref
-
         from torch.utils.data import DataLoader
         from torch.utils.data.dataloader import _BaseDataLoaderIter
 
@@ -494,6 +494,8 @@ class TorchPatches:
 
         def make_iter(original: Callable) -> Callable:
             def __iter__(self: Any) -> Any:
+                if self not in patches._described_loaders:  # made before capture started
+                    patches._safe("loader.__iter__", patches._describe_loader, self)
                 iterator = original(self)
 
                 def count() -> None:
@@ -545,19 +547,22 @@ class TorchPatches:
     def _patch_dataloader_init(self) -> None:
         from torch.utils.data import DataLoader
 
-        from parity.capture.batches import describe_loader
-
         patches = self
-        described: list[dict[str, Any]] = []
 
         def make(original: Callable) -> Callable:
             def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-                def describe(_: Any) -> None:
-                    described.append(describe_loader(self))
-                    patches.recorder.meta(schema.META_DATALOADERS, described)
-                patches._outermost("dataloader.__init__", lambda: original(self, *args, **kwargs), on_exit=describe)
+                patches._outermost("dataloader.__init__", lambda: original(self, *args, **kwargs),
+                                   on_exit=lambda _: patches._describe_loader(self))
             return __init__
         self._patch(DataLoader, "__init__", make)
+
+    def _describe_loader(self, loader: Any) -> None:
+        """META_DATALOADERS gains this loader's settings (sampler, batch size, workers, dataset...)."""
+        from parity.capture.batches import describe_loader
+
+        self._described_loaders.add(loader)
+        self._loaders.append(describe_loader(loader))
+        self.recorder.meta(schema.META_DATALOADERS, self._loaders)
 
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None) -> None:
         # `always_call` hooks also run when the forward raised (torch then passes no output): the depth
