@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -148,14 +149,10 @@ def _mode(mode: str, directory: Path) -> Iterator[None]:
         recorder._copy_at_update = lambda: False  # the recorder then builds the step's copy when the step closes
     if mode == SHORT_SWITCH:
         sys.setswitchinterval(0.0005)
-    writer = os.environ.get(ENV_STEP_WRITER)
-    if mode in (WRITE_ON_THREAD, SHORT_SWITCH):
-        os.environ[ENV_STEP_WRITER] = "thread"  # read when the recorder is made, in start_capture
-    capture = start_capture(directory, CaptureConfig.parse(mode.split("/")[0]))
-    if writer is None:
-        os.environ.pop(ENV_STEP_WRITER, None)
-    else:
-        os.environ[ENV_STEP_WRITER] = writer
+    # The writer is read when the recorder is made, in start_capture; the user's own setting is put back after.
+    on_thread = {ENV_STEP_WRITER: "thread"} if mode in (WRITE_ON_THREAD, SHORT_SWITCH) else {}
+    with mock.patch.dict(os.environ, on_thread):
+        capture = start_capture(directory, CaptureConfig.parse(mode.split("/")[0]))
     try:
         yield
     finally:

@@ -216,13 +216,14 @@ def _commit_entry(side: Side, commit: str, sub: str, *, steps: int, device: str,
 
 
 def _record_in_worktree(side: Side, commit: str, *, repo: Path, sub: str, out: Path, steps: int, device: str,
-                        cached: Path, label: str) -> None:
-    """Record `side` in a temporary worktree of `commit`, in its folder `sub`, and store it as `cached`."""
+                        cached: Path | None, label: str) -> None:
+    """Record `side` in a temporary worktree of `commit`, in its folder `sub`, and store it as `cached` if given."""
     with git_worktree(commit, repo) as tree:
         if not (tree / sub).is_dir():
             raise BaselineError(f"{label}: the folder {sub} does not exist at this commit")
         record_side(side, out, steps=steps, device=device, cwd=tree / sub, label=label)
-    _store_in_cache(out, cached)
+    if cached is not None:
+        _store_in_cache(out, cached)
 
 
 def record_commit(side: Side, commit: str, *, repo: Path, sub: str, out: Path, steps: int, device: str,
@@ -262,13 +263,10 @@ def resolve_side(spec: str, *, fallback: Side | None, out: Path, steps: int | No
         if fallback is None:
             raise ConfigError(f"{spec}: a git side needs a command; give --pair or --command")
         budget, label = fallback.budget(device, steps), f"{fallback.name} at {rev}"
-        if cache_dir is None:
-            with git_worktree(rev, fallback.cwd) as tree:
-                record_side(fallback, out, steps=budget, device=device, cwd=tree / sub if sub else tree, label=label)
-            return out
         commit, repo = _full_sha(rev, fallback.cwd)
-        cached = _commit_entry(fallback, commit, sub, steps=budget, device=device, cache_dir=cache_dir)
-        if _reuse(cached, out, label) is None:
+        cached = _commit_entry(fallback, commit, sub, steps=budget, device=device, cache_dir=cache_dir) \
+            if cache_dir is not None else None
+        if cached is None or _reuse(cached, out, label) is None:
             _record_in_worktree(fallback, commit, repo=repo, sub=sub, out=out, steps=budget, device=device,
                                 cached=cached, label=label)
         return out

@@ -287,7 +287,7 @@ def _run_and_describe(command: Sequence[str], out: Path, *, seed: int | None, de
             if received:  # arrived while the child was starting
                 _signal_group(proc, received[0])
             # With its output in a log, the trainer is silent: say how far it got now and then.
-            progress = RecordingProgress(out, str(out)) if log else None
+            progress = RecordingProgress(out) if log else None
             _wait(proc, timeout, received, progress.tick if progress else None)
     except FileNotFoundError:
         raise ConfigError(f"cannot run {command[0]!r}: no such program (check the command after `--`)") from None

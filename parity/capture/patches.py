@@ -46,6 +46,25 @@ def _root_name(module: torch.nn.Module) -> str:
     return type(structure.unwrap_model(module)).__name__
 
 
+class _Catalogue:
+    """The objects of one kind a trace describes (a META_* list: optimizers, schedulers, loaders), each
+    once, in the order first seen; held weakly, so describing an object never keeps it alive."""
+
+    def __init__(self, recorder: Recorder, key: str, *, open_trace: bool = False) -> None:
+        self._recorder, self._key, self._open_trace = recorder, key, open_trace
+        self._entries: list[dict[str, Any]] = []
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def __contains__(self, obj: Any) -> bool:
+        return obj in self._seen
+
+    def add(self, obj: Any, entry: dict[str, Any]) -> None:
+        """Describe `obj`: the whole list is written again (a meta record holds its latest value)."""
+        self._seen.add(obj)
+        self._entries.append(entry)
+        self._recorder.meta(self._key, self._entries, open_trace=self._open_trace)
+
+
 class TorchPatches:
     """Installs parity's hooks and wrappers into torch; `uninstall()` restores every original.
 
@@ -68,14 +87,11 @@ class TorchPatches:
         self._args: dict[str, Any] = {}
         self._arg_options: dict[str, list[dict[str, Any]]] = {}
         self._skipped_calls: list[str] = []
-        self._optimizers: list[dict[str, Any]] = []
-        # Optimizers described so far: one made before capture started (`with parity.record(...)` around the
-        # loop only) is described at its first update, or its settings would be missing from the config.
-        self._described_optimizers: weakref.WeakSet[torch.optim.Optimizer] = weakref.WeakSet()
-        self._schedulers: list[dict[str, Any]] = []
-        self._described_schedulers: weakref.WeakSet[Any] = weakref.WeakSet()  # likewise
-        self._loaders: list[dict[str, Any]] = []
-        self._described_loaders: weakref.WeakSet[Any] = weakref.WeakSet()  # and a DataLoader at its first epoch
+        # Described at construction; one made before capture started (`with parity.record(...)` around the
+        # loop only) at its first use instead: update, scheduler step, epoch.
+        self._optimizers = _Catalogue(recorder, schema.META_OPTIMIZERS, open_trace=True)
+        self._schedulers = _Catalogue(recorder, schema.META_SCHEDULERS)
+        self._loaders = _Catalogue(recorder, schema.META_DATALOADERS)
         self._enclosing = structure.EnclosingForwards()
         # The `forward` frame of a model called as `model.forward(x)`, held (strongly, so that its
         # identity cannot be reused) from its first root-level submodule until the next update.
@@ -180,7 +196,7 @@ class TorchPatches:
         if dynamo_tracing():
             return None
         self._outer_frame = None  # the forward it belonged to is over: release its locals
-        if optimizer not in self._described_optimizers:
+        if optimizer not in self._optimizers:
             self._safe("optimizer.step", self._describe_optimizer, optimizer)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args[0] is the optimizer
         if callable(closure):
@@ -234,14 +250,12 @@ class TorchPatches:
 
     def _describe_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """META_OPTIMIZERS gains this optimizer (its constructor's settings: `defaults` do not change later)."""
-        self._described_optimizers.add(optimizer)
-        self._optimizers.append({
+        self._optimizers.add(optimizer, {
             schema.OPT_CLASS: f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
             schema.OPT_DEFAULTS: optimizer.defaults,
             schema.OPT_PARAM_GROUPS: len(optimizer.param_groups),
             schema.OPT_N_PARAMS: sum(p.numel() for g in optimizer.param_groups for p in g["params"]),
         })
-        self.recorder.meta(schema.META_OPTIMIZERS, self._optimizers, open_trace=True)
 
     def _patch_skippable_load(self, owner: type, kind: str) -> None:
         """Negative controls for resume checks: pretend the checkpoint lacked this kind of state."""
@@ -367,7 +381,7 @@ class TorchPatches:
 
         def stepping(scheduler: Any) -> None:
             # One made before capture started is described at its first step, with the state it steps from.
-            if scheduler not in patches._described_schedulers:
+            if scheduler not in patches._schedulers:
                 patches._safe("scheduler.step", patches._describe_scheduler, scheduler)
             patches.recorder.event(schema.EV_SCHED_STEP)
 
@@ -387,11 +401,9 @@ class TorchPatches:
 
     def _describe_scheduler(self, scheduler: Any) -> None:
         """META_SCHEDULERS gains this scheduler: its class and state_dict (private keys left out)."""
-        self._described_schedulers.add(scheduler)
         state = {k: v for k, v in scheduler.state_dict().items() if not k.startswith("_")}
-        self._schedulers.append({schema.OPT_CLASS: f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
-                                 schema.SCHED_STATE: state})
-        self.recorder.meta(schema.META_SCHEDULERS, self._schedulers)
+        self._schedulers.add(scheduler, {schema.OPT_CLASS: f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+                                         schema.SCHED_STATE: state})
 
     # -- GradScaler --------------------------------------------------------------------------
     def _patch_scaler(self) -> None:
@@ -494,7 +506,7 @@ class TorchPatches:
 
         def make_iter(original: Callable) -> Callable:
             def __iter__(self: Any) -> Any:
-                if self not in patches._described_loaders:  # made before capture started
+                if self not in patches._loaders:  # made before capture started
                     patches._safe("loader.__iter__", patches._describe_loader, self)
                 iterator = original(self)
 
@@ -560,9 +572,7 @@ class TorchPatches:
         """META_DATALOADERS gains this loader's settings (sampler, batch size, workers, dataset...)."""
         from parity.capture.batches import describe_loader
 
-        self._described_loaders.add(loader)
-        self._loaders.append(describe_loader(loader))
-        self.recorder.meta(schema.META_DATALOADERS, self._loaders)
+        self._loaders.add(loader, describe_loader(loader))
 
     def _forward_post(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any = None) -> None:
         # `always_call` hooks also run when the forward raised (torch then passes no output): the depth

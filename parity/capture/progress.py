@@ -44,18 +44,16 @@ class StepCounter:
 class RecordingProgress:
     """Called while waiting for a trainer: every PROGRESS_SECONDS, one line with the steps recorded so far."""
 
-    def __init__(self, directory: Path, label: str, interval: float | None = None) -> None:
+    def __init__(self, directory: Path) -> None:
         self._counter = StepCounter(directory)
-        self._label = label
-        self._interval = PROGRESS_SECONDS if interval is None else interval
         self._started = self._last = time.monotonic()
 
     def tick(self) -> None:
         now = time.monotonic()
-        if now - self._last < self._interval:
+        if now - self._last < PROGRESS_SECONDS:
             return
         self._last = now
         counts = self._counter.counts()
         steps = ", ".join(f"{rank} {n}" for rank, n in counts.items()) if counts else "none yet"
-        print(f"parity: still recording {self._label} ({now - self._started:.0f} s): steps {steps}",
+        print(f"parity: still recording {self._counter.directory} ({now - self._started:.0f} s): steps {steps}",
               file=sys.stderr, flush=True)
